@@ -1,0 +1,70 @@
+"""The ``ASGI_BRIDGE`` settings dict: defaults, validation and cached access, in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+SETTING_NAME = "ASGI_BRIDGE"
+
+
+@dataclass(frozen=True)
+class BridgeSettings:
+    """Validated values of the ``ASGI_BRIDGE`` dict."""
+
+    max_request_body_size: int | None = None
+
+
+def _optional_positive_int(key: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ImproperlyConfigured(
+            f"{SETTING_NAME}[{key!r}] must be a positive integer (bytes) or None, not {value!r}."
+        )
+    return value
+
+
+# Each key maps to the dataclass field it fills and the validator for its value.
+_KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
+    "MAX_REQUEST_BODY_SIZE": ("max_request_body_size", _optional_positive_int),
+}
+
+
+def parse_settings(raw: Any) -> BridgeSettings:
+    """Validate a raw ``ASGI_BRIDGE`` value, raising ImproperlyConfigured naming the bad key."""
+    if raw is None:
+        return BridgeSettings()
+    if not isinstance(raw, Mapping):
+        raise ImproperlyConfigured(
+            f"The {SETTING_NAME} setting must be a dict, not {type(raw).__name__}."
+        )
+    unknown = sorted(set(raw) - set(_KEYS))
+    if unknown:
+        raise ImproperlyConfigured(
+            f"Unknown key {unknown[0]!r} in the {SETTING_NAME} setting. "
+            f"Valid keys are: {', '.join(sorted(_KEYS))}."
+        )
+    values = {
+        field: validate(key, raw[key]) for key, (field, validate) in _KEYS.items() if key in raw
+    }
+    return BridgeSettings(**values)
+
+
+@lru_cache(maxsize=1)
+def bridge_settings() -> BridgeSettings:
+    """The validated settings; computed once, recomputed after ``override_settings``."""
+    return parse_settings(getattr(settings, SETTING_NAME, None))
+
+
+@receiver(setting_changed, dispatch_uid="asgi_bridge.conf.reset")
+def _reset_on_change(*, setting: str, **kwargs: Any) -> None:
+    if setting == SETTING_NAME:
+        bridge_settings.cache_clear()

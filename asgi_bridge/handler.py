@@ -1,0 +1,245 @@
+"""ASGIHandler: serves Django over ASGI, a drop-in for django.core.handlers.asgi.ASGIHandler."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tempfile
+from collections.abc import Coroutine
+from contextlib import closing
+from typing import IO, Any, cast
+
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from django.conf import settings
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers import asgi as django_asgi
+from django.http import HttpResponse
+from django.http.response import HttpResponseBase
+from django.urls import set_script_prefix
+
+from .conf import bridge_settings
+from .exceptions import RequestBodyTooLarge
+from .request import ASGIRequest, get_script_prefix
+from .sending import (
+    PATHSEND,
+    ResponseChannel,
+    body_message,
+    close_async_stream,
+    pathsend_path,
+    send_async_stream,
+    send_sync_stream,
+    start_message,
+)
+from .types import Receive, Scope, Send
+
+logger = logging.getLogger("django.request")
+
+
+def declared_body_size(scope: Scope) -> int | None:
+    """The Content-Length the client declared, or None if absent or malformed."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
+
+
+async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait until it has really finished, without raising its outcome."""
+    if not task.done():
+        task.cancel()
+    # asyncio.wait() never raises the task's exception, but does propagate our own cancellation.
+    await asyncio.wait((task,))
+
+
+def raise_unexpected_error(task: asyncio.Task[Any]) -> None:
+    """Re-raise what ``task`` raised, unless it was cancelled or the client went away."""
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None and not isinstance(error, RequestAborted):
+        raise error
+
+
+class ASGIHandler(django_asgi.ASGIHandler):
+    """Handler for ASGI requests, with the same overridable steps as Django's."""
+
+    request_class = ASGIRequest
+    # Size to chunk response bodies into for multiple response messages.
+    chunk_size = 2**16
+
+    def __init__(self) -> None:
+        # Validates ASGI_BRIDGE at startup, so a typo fails loudly before the first request.
+        bridge_settings()
+        super().__init__()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            raise ValueError(
+                "Django can only handle ASGI/HTTP connections, not %s." % scope["type"]
+            )
+        async with ThreadSensitiveContext():
+            await self.handle(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Read the body, run the view and send its response, unless the client leaves first."""
+        channel = ResponseChannel(send, scope)
+        try:
+            self.check_declared_body_size(scope)
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        except RequestBodyTooLarge as error:
+            await self.reject_body_too_large(scope, channel, error)
+            return
+        with closing(body_file):
+            set_script_prefix(get_script_prefix(scope))
+            await signals.request_started.asend(sender=self.__class__, scope=scope)
+            request, error_response = self.create_request(scope, body_file)
+            if request is None:
+                await self.send_and_close(cast(HttpResponseBase, error_response), channel)
+                return
+
+            response: HttpResponseBase | None = None
+
+            async def process_request() -> None:
+                nonlocal response
+                response = await self.run_get_response(request)
+                await self.send_response(response, channel)
+
+            try:
+                await self.run_until_disconnect(process_request(), receive)
+            finally:
+                # Exactly one request_finished: response.close() sends it when there is a response.
+                if response is None:
+                    await signals.request_finished.asend(sender=self.__class__)
+                else:
+                    await self.close_response(response)
+
+    async def run_until_disconnect(self, work: Coroutine[Any, Any, None], receive: Receive) -> None:
+        """Run ``work``, cancelling it if the client disconnects first."""
+        listener = asyncio.create_task(self.listen_for_disconnect(receive))
+        worker = asyncio.create_task(work)
+        try:
+            await asyncio.wait((listener, worker), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # The listener first: it raises nothing that could stop us from cancelling the work.
+            await cancel_and_wait(listener)
+            await cancel_and_wait(worker)
+        raise_unexpected_error(listener)
+        raise_unexpected_error(worker)
+
+    async def listen_for_disconnect(self, receive: Receive) -> None:
+        """Listen for disconnect from the client."""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RequestAborted()
+            # NGINX Unit and older granian send an empty http.request after the body.
+            if (
+                message["type"] == "http.request"
+                and not message.get("body")
+                and not message.get("more_body")
+            ):
+                continue
+            raise AssertionError("Invalid ASGI message after request body: %s" % message["type"])
+
+    def check_declared_body_size(self, scope: Scope) -> None:
+        """Refuse, before reading it, a body whose Content-Length exceeds MAX_REQUEST_BODY_SIZE."""
+        limit = bridge_settings().max_request_body_size
+        if limit is not None and (declared_body_size(scope) or 0) > limit:
+            raise RequestBodyTooLarge(limit)
+
+    async def read_body(self, receive: Receive) -> IO[bytes]:
+        """Read the HTTP body into a file that rolls over from memory to disk as it grows."""
+        limit = bridge_settings().max_request_body_size
+        in_memory_limit = settings.FILE_UPLOAD_MAX_MEMORY_SIZE
+        # Returned open: the caller owns it; every error path below closes it.
+        body_file = tempfile.SpooledTemporaryFile(max_size=in_memory_limit, mode="w+b")  # noqa: SIM115
+        loop = asyncio.get_running_loop()
+        received = 0
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    # Early client disconnect.
+                    raise RequestAborted()
+                body = message.get("body", b"")
+                if body:
+                    received += len(body)
+                    if limit is not None and received > limit:
+                        raise RequestBodyTooLarge(limit)
+                    if in_memory_limit and received > in_memory_limit:
+                        # Past the rollover the file is on disk: keep disk writes off the loop.
+                        await loop.run_in_executor(None, body_file.write, body)
+                    else:
+                        body_file.write(body)
+                if not message.get("more_body", False):
+                    break
+        except BaseException:
+            body_file.close()
+            raise
+        body_file.seek(0)
+        return body_file
+
+    async def reject_body_too_large(
+        self, scope: Scope, channel: ResponseChannel, error: RequestBodyTooLarge
+    ) -> None:
+        """Answer 413 without reading the rest of the body, with the usual request signals."""
+        logger.warning(
+            "Payload Too Large: %s (%s %s)",
+            error,
+            scope.get("method"),
+            scope.get("path"),
+            extra={"status_code": 413},
+        )
+        set_script_prefix(get_script_prefix(scope))
+        await signals.request_started.asend(sender=self.__class__, scope=scope)
+        response = HttpResponse("413 Payload too large", status=413)
+        # The unread rest of the body must not be parsed as a next request on this connection.
+        response["Connection"] = "close"
+        await self.send_and_close(response, channel)
+
+    async def send_and_close(self, response: HttpResponseBase, channel: ResponseChannel) -> None:
+        """Send an error response built outside the view, then close it (request_finished)."""
+        response._handler_class = self.__class__  # type: ignore[attr-defined]
+        try:
+            await self.send_response(response, channel)
+        except RequestAborted:
+            pass
+        finally:
+            await self.close_response(response)
+
+    async def close_response(self, response: HttpResponseBase) -> None:
+        """Close the response's streams and files on the request's thread (request_finished)."""
+        try:
+            await close_async_stream(response)
+        finally:
+            await sync_to_async(response.close)()
+
+    async def send_response(self, response: HttpResponseBase, send: Send) -> None:
+        """Encode and send a response out over ASGI."""
+        channel = send if isinstance(send, ResponseChannel) else ResponseChannel(send)
+        path = pathsend_path(response) if channel.pathsend and not channel.head_only else None
+        if path is not None and not response.has_header("Content-Length"):
+            response["Content-Length"] = str(os.path.getsize(path))
+        await channel(start_message(response))
+        if channel.head_only:
+            # The body of a HEAD response is never produced; closing the response still happens.
+            await channel(body_message(b"", False))
+        elif path is not None:
+            await channel({"type": PATHSEND, "path": path})
+        elif not response.streaming:
+            for chunk, last in self.chunk_bytes(response.content):  # type: ignore[attr-defined]
+                await channel(body_message(cast(bytes, chunk), not last))
+        else:
+            if response.is_async:  # type: ignore[attr-defined]
+                await send_async_stream(response, channel, self.chunk_bytes)
+            else:
+                await send_sync_stream(
+                    response.streaming_content,  # type: ignore[attr-defined]
+                    channel,
+                    self.chunk_bytes,
+                )
+            await channel(body_message(b"", False))

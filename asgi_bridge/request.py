@@ -1,0 +1,140 @@
+"""ASGIRequest: a Django request built from an ASGI scope, with upstream's newest fixes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import IO, Any
+
+from django.conf import settings
+from django.core.handlers import asgi as django_asgi
+
+from .types import Scope
+
+# A cookie header split across several HTTP/2 header fields is rejoined with "; " (RFC 9113 8.2.3);
+# every other repeated header is joined with "," (RFC 9110 5.3).
+_COOKIE_SEPARATOR = "; "
+_HEADER_SEPARATOR = ","
+
+
+def get_script_prefix(scope: Scope) -> str:
+    """The script prefix: ``FORCE_SCRIPT_NAME`` if set, else the scope's ``root_path``."""
+    if settings.FORCE_SCRIPT_NAME:
+        return str(settings.FORCE_SCRIPT_NAME)
+    return scope.get("root_path", "") or ""
+
+
+def split_script_name(path: str, script_prefix: str) -> tuple[str, str]:
+    """Split ``path`` into ``(SCRIPT_NAME, PATH_INFO)``.
+
+    The prefix is removed only on a path-segment boundary, so ``root_path="/app"`` does not eat
+    the start of ``/application/``, and a trailing slash on the prefix is ignored.
+    """
+    script_name = script_prefix.rstrip("/")
+    if not script_name:
+        return "", path
+    if path == script_name:
+        return script_name, "/"
+    if path.startswith(script_name + "/"):
+        return script_name, path[len(script_name) :]
+    return script_name, path
+
+
+def header_meta(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Translate ASGI headers to META keys, joining repeats in one pass (linear in header count)."""
+    collected: dict[str, list[str]] = {}
+    for raw_name, raw_value in headers:
+        name = raw_name.decode("latin1")
+        # Underscores would make "X-Auth_User" indistinguishable from "X-Auth-User" in META.
+        if "_" in name:
+            continue
+        if name == "content-length":
+            key = "CONTENT_LENGTH"
+        elif name == "content-type":
+            key = "CONTENT_TYPE"
+        else:
+            key = "HTTP_" + name.upper().replace("-", "_")
+        # HTTP/2 allows only ASCII in header values; latin1 never fails to decode.
+        collected.setdefault(key, []).append(raw_value.decode("latin1"))
+    return {
+        key: (_COOKIE_SEPARATOR if key == "HTTP_COOKIE" else _HEADER_SEPARATOR).join(values)
+        for key, values in collected.items()
+    }
+
+
+def address_meta(scope: Scope) -> dict[str, Any]:
+    """REMOTE_* and SERVER_* META entries from the scope's ``client`` and ``server``."""
+    meta: dict[str, Any] = {}
+    client = scope.get("client")
+    if client:
+        meta["REMOTE_ADDR"] = client[0]
+        meta["REMOTE_HOST"] = client[0]
+        meta["REMOTE_PORT"] = client[1]
+    server = scope.get("server")
+    if server:
+        port = server[1]
+        if port is None:
+            # A unix socket has no port (ASGI spec 2.2); use the scheme's default, as a URL would.
+            port = 443 if scope.get("scheme") in ("https", "wss") else 80
+        meta["SERVER_NAME"] = server[0]
+        meta["SERVER_PORT"] = str(port)
+    else:
+        meta["SERVER_NAME"] = "unknown"
+        meta["SERVER_PORT"] = "0"
+    return meta
+
+
+def _is_valid_int(value: object) -> bool:
+    try:
+        int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+class ASGIRequest(django_asgi.ASGIRequest):
+    """Django's ASGIRequest, built in one pass over the scope.
+
+    Subclasses Django's class so ``isinstance`` checks in third-party code keep working.
+    """
+
+    def __init__(self, scope: Scope, body_file: IO[bytes] | None) -> None:
+        self.scope = scope
+        self._post_parse_error = False
+        self._read_started = False
+        self.resolver_match = None
+        self.path = scope["path"]
+        self.script_name, self.path_info = split_script_name(self.path, get_script_prefix(scope))
+        self.method = scope["method"].upper()
+        query_string = scope.get("query_string", "")
+        if isinstance(query_string, bytes):
+            # Invalid UTF-8 raises UnicodeDecodeError: the handler answers 400, as Django does.
+            query_string = query_string.decode()
+        meta: dict[str, Any] = {
+            "REQUEST_METHOD": self.method,
+            "QUERY_STRING": query_string,
+            "SCRIPT_NAME": self.script_name,
+            "PATH_INFO": self.path_info,
+            # WSGI-expecting code will need these for a while.
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": True,
+        }
+        meta.update(address_meta(scope))
+        meta.update(header_meta(scope.get("headers", ())))
+        # Assigned once so that subclasses instrumenting META see a single write.
+        self.META = meta
+        self._set_content_type_params(self.META)  # type: ignore[attr-defined]
+        self._stream = body_file  # type: ignore[assignment]
+
+    @property
+    def body(self) -> bytes:
+        declared = self.META.get("CONTENT_LENGTH")
+        if hasattr(self, "_body") or declared is None or _is_valid_int(declared):
+            return super().body
+        # Django ticket #37103: HttpRequest.body passed a malformed CONTENT_LENGTH ("10,20", "abc")
+        # to int() unguarded. Read it as 0, like WSGIRequest and MultiPartParser do; the real
+        # size of the spooled body is still checked against DATA_UPLOAD_MAX_MEMORY_SIZE.
+        self.META["CONTENT_LENGTH"] = "0"
+        try:
+            return super().body
+        finally:
+            self.META["CONTENT_LENGTH"] = declared

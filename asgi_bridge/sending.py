@@ -1,0 +1,132 @@
+"""Turning a Django response into ASGI messages: plain bodies, streams, files and HEAD."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import aclosing
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.http import FileResponse
+from django.http.response import HttpResponseBase
+
+from .exceptions import ClientDisconnected
+from .types import Message, Scope, Send
+
+logger = logging.getLogger("asgi_bridge")
+
+PATHSEND = "http.response.pathsend"
+
+# The handler's chunk_bytes classmethod: (chunk, is_last) pairs of at most chunk_size bytes.
+ChunkBytes = Callable[[Any], Iterable[tuple[Any, bool]]]
+
+# FileResponse streams its file through iter(callable, b""); any other iterator type means a
+# middleware (GZipMiddleware, for one) replaced the content, so the file on disk is not the body.
+_FILE_READER_TYPE = type(iter(lambda: b"", b""))
+_END = object()
+
+
+def _next_or_end(parts: Iterator[bytes]) -> bytes | object:
+    return next(parts, _END)
+
+
+# Sync iterators are advanced one part at a time on the request's thread, where the view ran.
+_next_part = sync_to_async(_next_or_end, thread_sensitive=True)
+
+
+class ResponseChannel:
+    """The sending half of one HTTP request: the server's ``send``, plus what the scope allows.
+
+    Calling it sends a message; a server refusing because the client is gone (granian raises
+    RuntimeError, the spec says OSError) becomes ClientDisconnected, a RequestAborted.
+    """
+
+    __slots__ = ("_send", "head_only", "pathsend")
+
+    def __init__(self, send: Send, scope: Scope | None = None) -> None:
+        self._send = send
+        self.head_only = scope is not None and scope.get("method") == "HEAD"
+        # Only use an extension the server advertised: daphne raises on unknown messages.
+        extensions = (scope or {}).get("extensions") or {}
+        self.pathsend = PATHSEND in extensions
+
+    async def __call__(self, message: Message) -> None:
+        try:
+            await self._send(message)
+        except (OSError, RuntimeError) as exc:
+            logger.debug("Client gone while sending %s: %r", message["type"], exc)
+            raise ClientDisconnected(str(exc)) from exc
+
+
+def response_headers(response: HttpResponseBase) -> list[tuple[bytes, bytes]]:
+    """The response's headers and cookies as ASGI header pairs, original case preserved."""
+    headers: list[tuple[bytes, bytes]] = []
+    for name, value in response.items():
+        raw_name = name.encode("ascii") if isinstance(name, str) else name
+        raw_value = value.encode("latin1") if isinstance(value, str) else value
+        headers.append((bytes(raw_name), bytes(raw_value)))
+    for cookie in response.cookies.values():
+        headers.append((b"Set-Cookie", cookie.output(header="").encode("ascii").strip()))
+    return headers
+
+
+def start_message(response: HttpResponseBase) -> Message:
+    return {
+        "type": "http.response.start",
+        "status": response.status_code,
+        "headers": response_headers(response),
+    }
+
+
+def body_message(chunk: bytes, more_body: bool) -> Message:
+    return {"type": "http.response.body", "body": chunk, "more_body": more_body}
+
+
+def pathsend_path(response: HttpResponseBase) -> str | None:
+    """The absolute path the server may send itself, or None if the app must stream the body."""
+    if not isinstance(response, FileResponse) or response.has_header("Content-Encoding"):
+        return None
+    if type(getattr(response, "_iterator", None)) is not _FILE_READER_TYPE:
+        return None
+    filelike = getattr(response, "file_to_stream", None)
+    name = getattr(filelike, "name", None)
+    if not isinstance(name, str) or not os.path.isabs(name) or not os.path.isfile(name):
+        return None
+    try:
+        # pathsend sends the whole file; a file opened and then advanced must be streamed.
+        if filelike.tell() != 0:  # type: ignore[union-attr]
+            return None
+    except (AttributeError, OSError):
+        return None
+    return name
+
+
+async def send_sync_stream(
+    parts: Iterator[bytes], channel: ResponseChannel, chunk_bytes: ChunkBytes
+) -> None:
+    """Send a sync iterator part by part, advancing it in a thread, never holding it whole."""
+    while (part := await _next_part(parts)) is not _END:
+        for chunk, _ in chunk_bytes(part):
+            await channel(body_message(chunk, True))
+
+
+async def send_async_stream(
+    response: Any, channel: ResponseChannel, chunk_bytes: ChunkBytes
+) -> None:
+    """Send an async streaming response; aclosing() ends the iterator even on error."""
+    async with aclosing(aiter(response)) as parts:
+        async for part in parts:
+            for chunk, _ in chunk_bytes(part):
+                await channel(body_message(chunk, True))
+
+
+async def close_async_stream(response: HttpResponseBase) -> None:
+    """Close an async streaming response's own iterator, so its ``finally`` runs now, not at GC.
+
+    Django's response.close() only closes sync iterators.
+    """
+    aclose = getattr(getattr(response, "_iterator", None), "aclose", None)
+    if getattr(response, "is_async", False) and aclose is not None:
+        await aclose()

@@ -1,0 +1,56 @@
+"""The ASGI_BRIDGE settings dict: validation at startup, clear errors, override_settings."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured
+from django.test import SimpleTestCase, override_settings
+
+from asgi_bridge import ASGIHandler
+from asgi_bridge.conf import BridgeSettings, bridge_settings, parse_settings
+
+
+class ParseSettingsTests(SimpleTestCase):
+    def test_defaults(self) -> None:
+        self.assertEqual(parse_settings(None), BridgeSettings(max_request_body_size=None))
+        self.assertEqual(parse_settings({}), BridgeSettings())
+
+    def test_valid_limit(self) -> None:
+        self.assertEqual(
+            parse_settings({"MAX_REQUEST_BODY_SIZE": 1024}).max_request_body_size, 1024
+        )
+
+    def test_unknown_key_named(self) -> None:
+        with self.assertRaisesMessage(
+            ImproperlyConfigured, "Unknown key 'MAX_BODY' in the ASGI_BRIDGE setting"
+        ):
+            parse_settings({"MAX_BODY": 1})
+
+    def test_bad_values_named(self) -> None:
+        for value in (0, -1, "10", 1.5, True):
+            with (
+                self.subTest(value=value),
+                self.assertRaisesMessage(
+                    ImproperlyConfigured,
+                    "ASGI_BRIDGE['MAX_REQUEST_BODY_SIZE'] must be a positive integer",
+                ),
+            ):
+                parse_settings({"MAX_REQUEST_BODY_SIZE": value})
+
+    def test_not_a_dict(self) -> None:
+        with self.assertRaisesMessage(
+            ImproperlyConfigured, "The ASGI_BRIDGE setting must be a dict, not list."
+        ):
+            parse_settings([])
+
+
+class StartupValidationTests(SimpleTestCase):
+    @override_settings(ASGI_BRIDGE={"NOPE": 1})
+    def test_handler_refuses_to_start(self) -> None:
+        with self.assertRaisesMessage(ImproperlyConfigured, "'NOPE'"):
+            ASGIHandler()
+
+    def test_override_settings_is_seen(self) -> None:
+        self.assertIsNone(bridge_settings().max_request_body_size)
+        with override_settings(ASGI_BRIDGE={"MAX_REQUEST_BODY_SIZE": 5}):
+            self.assertEqual(bridge_settings().max_request_body_size, 5)
+        self.assertIsNone(bridge_settings().max_request_body_size)

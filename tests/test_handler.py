@@ -1,0 +1,323 @@
+"""ASGIHandler: the request cycle, streaming, files, HEAD, disconnects and body limits."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import os
+import tempfile
+import threading
+import warnings
+from typing import Any
+from unittest import mock
+
+from asgiref.testing import ApplicationCommunicator
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
+from django.test import SimpleTestCase, override_settings
+
+from asgi_bridge import ASGIHandler, get_asgi_application
+from asgi_bridge import handler as handler_module
+
+from . import urls
+from .asgi import RecordingSend, ScriptedReceive, body_of, collect_response, http_scope
+
+
+class SignalCounter:
+    def __init__(self) -> None:
+        self.threads: list[int] = []
+
+    def __call__(self, **kwargs: Any) -> None:
+        self.threads.append(threading.get_ident())
+
+
+class HandlerTestCase(SimpleTestCase):
+    def setUp(self) -> None:
+        urls.observed.clear()
+        request_started.disconnect(close_old_connections)
+        self.addCleanup(request_started.connect, close_old_connections)
+        self.finished = SignalCounter()
+        request_finished.connect(self.finished)
+        self.addCleanup(request_finished.disconnect, self.finished)
+        handle, path = tempfile.mkstemp()
+        os.write(handle, os.urandom(200_000))
+        os.close(handle)
+        self.addCleanup(os.unlink, path)
+        urls.observed["file_path"] = path
+        self.file_bytes = open(path, "rb").read()  # noqa: SIM115
+
+    async def request(self, scope: dict[str, Any], body: bytes = b"") -> list[dict[str, Any]]:
+        communicator = ApplicationCommunicator(get_asgi_application(), scope)
+        await communicator.send_input({"type": "http.request", "body": body})
+        messages = await collect_response(communicator)
+        await communicator.wait(timeout=5)
+        return messages
+
+
+class DispatchTests(HandlerTestCase):
+    async def test_other_scope_types_raise_djangos_error(self) -> None:
+        communicator = ApplicationCommunicator(get_asgi_application(), {"type": "other"})
+        with self.assertRaisesMessage(
+            ValueError, "Django can only handle ASGI/HTTP connections, not other."
+        ):
+            await communicator.wait()
+
+    async def test_plain_response_carries_headers_and_body(self) -> None:
+        start, body = await self.request(http_scope("/"))
+        self.assertEqual(start["type"], "http.response.start")
+        self.assertEqual(start["status"], 200)
+        self.assertIn((b"Content-Type", b"text/html; charset=utf-8"), start["headers"])
+        self.assertEqual(
+            body, {"type": "http.response.body", "body": b"Hello World!", "more_body": False}
+        )
+        self.assertEqual(len(self.finished.threads), 1)
+
+    async def test_string_ports_are_accepted(self) -> None:
+        scope = http_scope("/", server=("testserver", "8000"), client=("10.0.0.1", "1234"))
+        start, _ = await self.request(scope)
+        self.assertEqual(start["status"], 200)
+
+    async def test_scope_extensions_are_not_mutated(self) -> None:
+        extensions = {"http.response.pathsend": {}, "other": {"a": 1}}
+        scope = http_scope("/file/", extensions=extensions)
+        snapshot = copy.deepcopy(extensions)
+        await self.request(scope)
+        self.assertEqual(extensions, snapshot)
+
+
+class SyncStreamingTests(HandlerTestCase):
+    async def test_each_part_is_one_message_and_no_consume_warning(self) -> None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message=".*must consume synchronous iterators.*")
+            messages = await self.request(http_scope("/stream/sync/", query_string=b"n=3"))
+        self.assertEqual(
+            [m.get("body") for m in messages[1:]], [b"part 0\n", b"part 1\n", b"part 2\n", b""]
+        )
+        self.assertTrue(urls.observed["closed"])
+        self.assertEqual(len(self.finished.threads), 1)
+
+    async def test_iterator_is_advanced_lazily_not_collected(self) -> None:
+        communicator = ApplicationCommunicator(
+            get_asgi_application(), http_scope("/stream/sync/", query_string=b"n=1000")
+        )
+        await communicator.send_input({"type": "http.request"})
+        await communicator.receive_output(timeout=5)  # start
+        first = await communicator.receive_output(timeout=5)
+        self.assertEqual(first["body"], b"part 0\n")
+        # ApplicationCommunicator's queue is unbounded, so only the executor pace limits the
+        # producer; a collected iterator would have yielded all 1000 parts before any message.
+        self.assertLess(urls.observed["yielded"], 1000)
+        await communicator.send_input({"type": "http.disconnect"})
+        await communicator.wait(timeout=5)
+        self.assertTrue(urls.observed["closed"])
+
+    async def test_iterator_runs_off_the_loop_on_the_views_thread(self) -> None:
+        await self.request(http_scope("/stream/sync/"))
+        self.assertEqual(urls.observed["stream_threads"], {urls.observed["view_thread"]})
+        self.assertNotIn(threading.get_ident(), urls.observed["stream_threads"])
+
+    async def test_large_part_is_split_into_chunk_size_messages(self) -> None:
+        messages = await self.request(http_scope("/stream/big/"))
+        sizes = [len(m["body"]) for m in messages[1:]]
+        self.assertEqual(sizes, [2**16, 2**16, 10, 0])
+
+    async def test_disconnect_mid_stream_closes_generator_once(self) -> None:
+        communicator = ApplicationCommunicator(
+            get_asgi_application(), http_scope("/stream/sync/", query_string=b"n=100000")
+        )
+        await communicator.send_input({"type": "http.request"})
+        await communicator.receive_output(timeout=5)
+        await communicator.receive_output(timeout=5)
+        await communicator.send_input({"type": "http.disconnect"})
+        await communicator.wait(timeout=5)
+        self.assertTrue(urls.observed["closed"])
+        self.assertLess(urls.observed["yielded"], 100000)
+        self.assertEqual(len(self.finished.threads), 1)
+
+
+class AsyncStreamingTests(HandlerTestCase):
+    async def test_async_stream_parts_and_cleanup(self) -> None:
+        messages = await self.request(http_scope("/stream/async/", query_string=b"n=2"))
+        self.assertEqual([m.get("body") for m in messages[1:]], [b"part 0\n", b"part 1\n", b""])
+        self.assertTrue(urls.observed["closed"])
+
+    async def test_send_failure_stops_stream_quietly(self) -> None:
+        for error in (OSError("gone"), RuntimeError("Transport is closed")):
+            with self.subTest(error=error):
+                urls.observed.clear()
+                self.finished.threads.clear()
+                send = RecordingSend(
+                    fail_on=lambda m, e=error: e if m.get("body") == b"part 1\n" else None
+                )
+                receive = ScriptedReceive({"type": "http.request"})
+                scope = http_scope("/stream/async/", query_string=b"n=1000")
+                await get_asgi_application()(scope, receive, send)
+                self.assertEqual([m.get("body") for m in send.messages[1:]], [b"part 0\n"])
+                self.assertTrue(urls.observed["closed"])
+                self.assertEqual(len(self.finished.threads), 1)
+
+
+class FileResponseTests(HandlerTestCase):
+    async def test_streamed_without_pathsend_extension(self) -> None:
+        messages = await self.request(http_scope("/file/"))
+        self.assertEqual(body_of(messages), self.file_bytes)
+        self.assertNotIn("http.response.pathsend", [m["type"] for m in messages])
+        self.assertTrue(urls.observed["file_closed"])
+
+    async def test_pathsend_when_advertised(self) -> None:
+        scope = http_scope("/file/", extensions={"http.response.pathsend": {}})
+        start, pathsend = await self.request(scope)
+        self.assertIn((b"Content-Length", str(len(self.file_bytes)).encode()), start["headers"])
+        self.assertEqual(
+            pathsend, {"type": "http.response.pathsend", "path": urls.observed["file_path"]}
+        )
+        self.assertNotIn("file_reads", urls.observed)
+        self.assertTrue(urls.observed["file_closed"])
+        self.assertEqual(len(self.finished.threads), 1)
+
+    async def test_no_pathsend_when_content_was_replaced(self) -> None:
+        scope = http_scope(
+            "/file/", query_string=b"encoding=upper", extensions={"http.response.pathsend": {}}
+        )
+        messages = await self.request(scope)
+        self.assertNotIn("http.response.pathsend", [m["type"] for m in messages])
+        self.assertEqual(body_of(messages), self.file_bytes.upper())
+
+
+class HeadTests(HandlerTestCase):
+    async def test_head_file_is_not_read_but_closed(self) -> None:
+        messages = await self.request(
+            http_scope("/file/", method="HEAD", extensions={"http.response.pathsend": {}})
+        )
+        self.assertEqual(
+            [m["type"] for m in messages], ["http.response.start", "http.response.body"]
+        )
+        self.assertEqual(messages[1]["body"], b"")
+        self.assertIn(
+            (b"Content-Length", str(len(self.file_bytes)).encode()), messages[0]["headers"]
+        )
+        self.assertNotIn("file_reads", urls.observed)
+        self.assertTrue(urls.observed["file_closed"])
+        self.assertEqual(len(self.finished.threads), 1)
+
+    async def test_head_stream_is_not_iterated(self) -> None:
+        messages = await self.request(http_scope("/stream/sync/", method="HEAD"))
+        self.assertEqual(body_of(messages), b"")
+        self.assertNotIn("yielded", urls.observed)
+        self.assertEqual(len(self.finished.threads), 1)
+
+
+class ListenForDisconnectTests(HandlerTestCase):
+    async def test_empty_request_message_after_body_is_tolerated(self) -> None:
+        receive = ScriptedReceive(
+            {"type": "http.request", "body": b"abc"},
+            {"type": "http.request", "body": b"", "more_body": False},
+        )
+        send = RecordingSend()
+        await get_asgi_application()(http_scope("/echo/", method="POST"), receive, send)
+        self.assertEqual(body_of(send.messages), b"abc")
+
+    async def test_other_unexpected_message_raises_assertion(self) -> None:
+        receive = ScriptedReceive({"type": "http.request"}, {"type": "http.request", "body": b"x"})
+        with self.assertRaisesMessage(
+            AssertionError, "Invalid ASGI message after request body: http.request"
+        ):
+            await get_asgi_application()(
+                http_scope("/echo/", method="POST"), receive, RecordingSend()
+            )
+
+
+class BodyLimitTests(HandlerTestCase):
+    @override_settings(ASGI_BRIDGE={"MAX_REQUEST_BODY_SIZE": 100})
+    async def test_declared_length_over_limit_is_refused_before_reading(self) -> None:
+        receive = ScriptedReceive({"type": "http.request", "body": b"x" * 200})
+        send = RecordingSend()
+        scope = http_scope("/echo/", method="POST")
+        scope["headers"] = [(b"content-length", b"200")]
+        # Built first: django.setup() reconfigures logging and would drop assertLogs' handler.
+        application = get_asgi_application()
+        with self.assertLogs("django.request", "WARNING"):
+            await application(scope, receive, send)
+        self.assertEqual(receive.calls, 0)
+        self.assertEqual(send.messages[0]["status"], 413)
+        self.assertIn((b"Connection", b"close"), send.messages[0]["headers"])
+        self.assertEqual(len(self.finished.threads), 1)
+
+    @override_settings(ASGI_BRIDGE={"MAX_REQUEST_BODY_SIZE": 100})
+    async def test_received_bytes_over_limit_stop_reading(self) -> None:
+        receive = ScriptedReceive(
+            *({"type": "http.request", "body": b"x" * 60, "more_body": True} for _ in range(5))
+        )
+        send = RecordingSend()
+        application = get_asgi_application()
+        with self.assertLogs("django.request", "WARNING"):
+            await application(http_scope("/echo/", method="POST"), receive, send)
+        self.assertEqual(receive.calls, 2)
+        self.assertEqual(send.messages[0]["status"], 413)
+        self.assertEqual(len(self.finished.threads), 1)
+
+    async def test_no_limit_by_default(self) -> None:
+        receive = ScriptedReceive(
+            *({"type": "http.request", "body": b"x" * 60, "more_body": True} for _ in range(4)),
+            {"type": "http.request", "body": b"y"},
+        )
+        send = RecordingSend()
+        await get_asgi_application()(http_scope("/echo/", method="POST"), receive, send)
+        self.assertEqual(body_of(send.messages), b"x" * 240 + b"y")
+
+
+class ReadBodyTests(HandlerTestCase):
+    @override_settings(FILE_UPLOAD_MAX_MEMORY_SIZE=100)
+    async def test_writes_after_rollover_happen_off_the_loop(self) -> None:
+        writes: list[tuple[int, bool]] = []
+
+        class RecordingSpool(tempfile.SpooledTemporaryFile):  # type: ignore[type-arg]
+            def write(self, data: bytes) -> int:  # type: ignore[override]
+                writes.append((len(data), threading.get_ident() == loop_thread))
+                return super().write(data)
+
+        loop_thread = threading.get_ident()
+        receive = ScriptedReceive(
+            *({"type": "http.request", "body": b"x" * 60, "more_body": True} for _ in range(3)),
+            {"type": "http.request", "body": b"z"},
+        )
+        with mock.patch.object(handler_module.tempfile, "SpooledTemporaryFile", RecordingSpool):
+            body_file = await ASGIHandler().read_body(receive)
+        self.addCleanup(body_file.close)
+        self.assertEqual(body_file.read(), b"x" * 180 + b"z")
+        self.assertEqual([on_loop for _, on_loop in writes], [True, False, False, False])
+
+    async def test_disconnect_while_reading_closes_the_spool(self) -> None:
+        spools: list[Any] = []
+        original = tempfile.SpooledTemporaryFile
+
+        def spool(*args: Any, **kwargs: Any) -> Any:
+            spools.append(original(*args, **kwargs))
+            return spools[-1]
+
+        receive = ScriptedReceive(
+            {"type": "http.request", "body": b"x", "more_body": True}, {"type": "http.disconnect"}
+        )
+        send = RecordingSend()
+        with mock.patch.object(handler_module.tempfile, "SpooledTemporaryFile", spool):
+            await get_asgi_application()(http_scope("/echo/", method="POST"), receive, send)
+        self.assertEqual(send.messages, [])
+        self.assertTrue(spools[0].closed)
+        self.assertEqual(self.finished.threads, [])
+
+
+class ConcurrencyTests(HandlerTestCase):
+    async def test_handler_cancelled_by_server_still_finishes_request(self) -> None:
+        receive = ScriptedReceive({"type": "http.request"})
+        task = asyncio.ensure_future(
+            get_asgi_application()(
+                http_scope("/stream/sync/", query_string=b"n=100000000"), receive, RecordingSend()
+            )
+        )
+        while not urls.observed.get("yielded"):
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with self.assertRaises(asyncio.CancelledError):
+            await task
+        self.assertTrue(urls.observed["closed"])
+        self.assertEqual(len(self.finished.threads), 1)

@@ -1,0 +1,106 @@
+"""Views the unit tests drive through the handler; each records what the tests need to observe."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
+
+# What the views saw, keyed by name; tests clear it in setUp.
+observed: dict[str, Any] = {}
+
+
+def hello(request: HttpRequest) -> HttpResponse:
+    observed["view_thread"] = threading.get_ident()
+    return HttpResponse("Hello World!")
+
+
+async def async_hello(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("Hello async!")
+
+
+def sync_parts(count: int) -> Iterator[bytes]:
+    observed["yielded"] = 0
+    observed["closed"] = False
+    try:
+        for index in range(count):
+            observed["yielded"] += 1
+            observed.setdefault("stream_threads", set()).add(threading.get_ident())
+            yield b"part %d\n" % index
+    finally:
+        observed["closed"] = True
+
+
+async def async_parts(count: int) -> AsyncIterator[bytes]:
+    observed["closed"] = False
+    try:
+        for index in range(count):
+            await asyncio.sleep(0)
+            yield b"part %d\n" % index
+    finally:
+        observed["closed"] = True
+
+
+def sync_stream(request: HttpRequest) -> StreamingHttpResponse:
+    observed["view_thread"] = threading.get_ident()
+    return StreamingHttpResponse(sync_parts(int(request.GET.get("n", "5"))))
+
+
+def async_stream(request: HttpRequest) -> StreamingHttpResponse:
+    return StreamingHttpResponse(async_parts(int(request.GET.get("n", "5"))))
+
+
+def big_part_stream(request: HttpRequest) -> StreamingHttpResponse:
+    return StreamingHttpResponse(iter([b"x" * (2**16 * 2 + 10)]))
+
+
+class TrackedFile:
+    """A file wrapper whose close() the tests can observe."""
+
+    def __init__(self, name: str) -> None:
+        self._file = open(name, "rb")  # noqa: SIM115 (FileResponse closes it)
+        self.name = name
+
+    def read(self, size: int = -1) -> bytes:
+        observed["file_reads"] = observed.get("file_reads", 0) + 1
+        return self._file.read(size)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._file.seek(offset, whence)
+
+    def close(self) -> None:
+        observed["file_closed"] = True
+        self._file.close()
+
+
+def file_download(request: HttpRequest) -> FileResponse:
+    response = FileResponse(TrackedFile(observed["file_path"]))
+    if request.GET.get("encoding"):
+        # What GZipMiddleware does to a FileResponse: new content, same file_to_stream.
+        response.streaming_content = (part.upper() for part in response.streaming_content)
+        response["Content-Encoding"] = request.GET["encoding"]
+    return response
+
+
+@csrf_exempt
+def echo(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(request.body)
+
+
+urlpatterns = [
+    path("", hello),
+    path("async/", async_hello),
+    path("stream/sync/", sync_stream),
+    path("stream/async/", async_stream),
+    path("stream/big/", big_part_stream),
+    path("file/", file_download),
+    path("echo/", echo),
+]
