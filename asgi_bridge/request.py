@@ -24,19 +24,15 @@ def get_script_prefix(scope: Scope) -> str:
 
 
 def split_script_name(path: str, script_prefix: str) -> tuple[str, str]:
-    """Split ``path`` into ``(SCRIPT_NAME, PATH_INFO)``.
+    """Split ``path`` into ``(SCRIPT_NAME, PATH_INFO)``, as Django 6.1 does.
 
     The prefix is removed only on a path-segment boundary, so ``root_path="/app"`` does not eat
-    the start of ``/application/``, and a trailing slash on the prefix is ignored.
+    the start of ``/application/``; a trailing slash on the prefix is ignored for matching.
     """
-    script_name = script_prefix.rstrip("/")
-    if not script_name:
-        return "", path
-    if path == script_name:
-        return script_name, "/"
-    if path.startswith(script_name + "/"):
-        return script_name, path[len(script_name) :]
-    return script_name, path
+    prefix = script_prefix.rstrip("/")
+    if prefix and (path == prefix or path.startswith(prefix + "/")):
+        return script_prefix, path[len(prefix) :]
+    return script_prefix, path
 
 
 def header_meta(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -54,7 +50,11 @@ def header_meta(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
         else:
             key = "HTTP_" + name.upper().replace("-", "_")
         # HTTP/2 allows only ASCII in header values; latin1 never fails to decode.
-        collected.setdefault(key, []).append(raw_value.decode("latin1"))
+        value = raw_value.decode("latin1")
+        if key == "HTTP_COOKIE":
+            # Some clients end each cookie field with ";", which would leave empty pairs.
+            value = value.rstrip("; ")
+        collected.setdefault(key, []).append(value)
     return {
         key: (_COOKIE_SEPARATOR if key == "HTTP_COOKIE" else _HEADER_SEPARATOR).join(values)
         for key, values in collected.items()

@@ -46,8 +46,10 @@ class HandlerTestCase(SimpleTestCase):
         urls.observed["file_path"] = path
         self.file_bytes = open(path, "rb").read()  # noqa: SIM115
 
-    async def request(self, scope: dict[str, Any], body: bytes = b"") -> list[dict[str, Any]]:
-        communicator = ApplicationCommunicator(get_asgi_application(), scope)
+    async def request(
+        self, scope: dict[str, Any], body: bytes = b"", application: ASGIHandler | None = None
+    ) -> list[dict[str, Any]]:
+        communicator = ApplicationCommunicator(application or get_asgi_application(), scope)
         await communicator.send_input({"type": "http.request", "body": body})
         messages = await collect_response(communicator)
         await communicator.wait(timeout=5)
@@ -70,6 +72,18 @@ class DispatchTests(HandlerTestCase):
         self.assertEqual(
             body, {"type": "http.response.body", "body": b"Hello World!", "more_body": False}
         )
+        self.assertEqual(len(self.finished.threads), 1)
+
+    async def test_invalid_utf8_query_string_is_a_logged_400(self) -> None:
+        # Real servers refuse a raw 0xFF in the request line themselves; only this test reaches it.
+        application = get_asgi_application()
+        with self.assertLogs("django.request", "WARNING") as logs:
+            start, body = await self.request(
+                http_scope("/", query_string=b"name=\xff"), application=application
+            )
+        self.assertEqual(start["status"], 400)
+        self.assertEqual(body["body"], b"")
+        self.assertIn("Bad Request (UnicodeDecodeError)", logs.output[0])
         self.assertEqual(len(self.finished.threads), 1)
 
     async def test_string_ports_are_accepted(self) -> None:

@@ -64,6 +64,10 @@ class HeaderTests(SimpleTestCase):
         self.assertEqual(request.META["HTTP_COOKIE"], "a=1; b=2")
         self.assertEqual(request.COOKIES, {"a": "1", "b": "2"})
 
+    def test_http2_cookie_headers_with_trailing_semicolons(self) -> None:
+        request = make_request(headers=[(b"cookie", b"a=1;"), (b"cookie", b"b=2; ")])
+        self.assertEqual(request.META["HTTP_COOKIE"], "a=1; b=2")
+
     def test_content_type_and_length_unprefixed(self) -> None:
         request = make_request(
             headers=[(b"content-type", b"text/plain; charset=latin-1"), (b"content-length", b"3")]
@@ -117,11 +121,11 @@ class ScriptNameTests(SimpleTestCase):
     def test_split_on_segment_boundary(self) -> None:
         cases = [
             ("/root/x/", "/root", ("/root", "/x/")),
-            ("/root/x/", "/root/", ("/root", "/x/")),
+            ("/root/x/", "/root/", ("/root/", "/x/")),
             ("/rootless/x/", "/root", ("/root", "/rootless/x/")),
-            ("/root", "/root", ("/root", "/")),
+            ("/root", "/root", ("/root", "")),
             ("/x/", "", ("", "/x/")),
-            ("/x/", "/", ("", "/x/")),
+            ("/x/", "/", ("/", "/x/")),
         ]
         for path, prefix, expected in cases:
             with self.subTest(path=path, prefix=prefix):
