@@ -328,8 +328,12 @@ class ConcurrencyTests(HandlerTestCase):
                 http_scope("/stream/sync/", query_string=b"n=100000000"), receive, RecordingSend()
             )
         )
-        while not urls.observed.get("yielded"):
+        # Bounded, so a broken setup fails instead of hanging the suite.
+        for _ in range(500):
+            if urls.observed.get("yielded"):
+                break
             await asyncio.sleep(0.01)
+        self.assertTrue(urls.observed.get("yielded"), "the stream never started")
         task.cancel()
         with self.assertRaises(asyncio.CancelledError):
             await task

@@ -1,0 +1,109 @@
+"""In-memory probes that let end-to-end tests watch the request lifecycle from outside.
+
+The server counts every ``request_started``/``request_finished`` signal and keeps an ordered
+list of events such as ``("stream_cleanup", token)``; ``/probe/events/`` returns them. Nothing is
+persisted, so the numbers only mean something when the server runs a single process. One lock
+guards everything, because sync views, async views and server threads all record here.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from typing import TYPE_CHECKING, TypedDict
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+
+class ProbeSnapshot(TypedDict):
+    started: int
+    finished: int
+    events: list[list[object]]
+
+
+class ProbeLog:
+    """Signal counters and an event list, safe to update from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._started = 0
+        self._finished = 0
+        self._events: list[tuple[object, ...]] = []
+
+    def count_started(self) -> None:
+        with self._lock:
+            self._started += 1
+
+    def count_finished(self) -> None:
+        with self._lock:
+            self._finished += 1
+
+    def record(self, kind: str, token: str, *extra: object) -> None:
+        with self._lock:
+            self._events.append((kind, token, *extra))
+
+    def snapshot(self) -> ProbeSnapshot:
+        with self._lock:
+            return {
+                "started": self._started,
+                "finished": self._finished,
+                "events": [list(event) for event in self._events],
+            }
+
+
+PROBES = ProbeLog()
+
+
+def count_request_started(sender: object, **kwargs: object) -> None:
+    PROBES.count_started()
+
+
+def count_request_finished(sender: object, **kwargs: object) -> None:
+    PROBES.count_finished()
+
+
+def record_event(kind: str, token: str, *extra: object) -> None:
+    PROBES.record(kind, token, *extra)
+
+
+class TrackedFile(io.FileIO):
+    """A read-only file that records ``("file_closed", token, bytes_read)`` when first closed.
+
+    Tests use the event to check that the server closed the file, also when the client went
+    away mid-download, and how much of it had been read by then.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], token: str) -> None:
+        self.token = token
+        self.bytes_read = 0
+        # True until the file is open: IOBase.__del__ calls close() even when opening failed.
+        self._close_recorded = True
+        # An absolute str, so FileResponse and servers see a usable .name.
+        super().__init__(os.path.abspath(path), "r")
+        self._close_recorded = False
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        self.bytes_read += len(data or b"")
+        return data
+
+    def readall(self) -> bytes:
+        data = super().readall()
+        self.bytes_read += len(data)
+        return data
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        count = super().readinto(buffer)
+        self.bytes_read += count or 0
+        return count
+
+    def close(self) -> None:
+        first_close = not self._close_recorded
+        self._close_recorded = True
+        try:
+            super().close()
+        finally:
+            if first_close:
+                record_event("file_closed", self.token, self.bytes_read)

@@ -1,0 +1,27 @@
+"""URLs of the demo app. End-to-end tests depend on these paths: change them with care."""
+
+from django.urls import path
+
+from demo import views
+
+app_name = "demo"
+
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("hello/async/", views.hello_async, name="hello_async"),
+    path("hello/sync/", views.hello_sync, name="hello_sync"),
+    path("items/", views.item_list, name="items"),
+    path("items/json/", views.item_list_json, name="items_json"),
+    path("form/", views.name_form, name="form"),
+    path("upload/", views.upload, name="upload"),
+    path("echo/", views.echo, name="echo"),
+    path("echo/digest/", views.echo_digest, name="echo_digest"),
+    path("meta/", views.request_meta, name="meta"),
+    path("stream/sync/", views.stream_sync, name="stream_sync"),
+    path("stream/async/", views.stream_async, name="stream_async"),
+    path("stream/forever/", views.stream_forever, name="stream_forever"),
+    path("stream/forever-sync/", views.stream_forever_sync, name="stream_forever_sync"),
+    path("download/", views.download, name="download"),
+    path("boom/", views.boom, name="boom"),
+    path("probe/events/", views.probe_events, name="probe_events"),
+]

@@ -1,0 +1,252 @@
+"""The demo's views: one per asgi_bridge feature, each as small as the feature allows.
+
+Sync and async views sit side by side on purpose: the handler must run both, stream from both
+kinds of iterator, and clean up after both when a client goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import math
+import time
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable
+from typing import TypedDict, TypeVar
+
+from django.conf import settings
+from django.core.exceptions import BadRequest
+from django.forms import Form
+from django.http import (
+    FileResponse,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+    StreamingHttpResponse,
+)
+from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
+
+from demo.bigfile import ensure_big_file
+from demo.forms import NameForm, UploadForm
+from demo.models import Item
+from demo.probes import PROBES, TrackedFile, record_event
+
+TEXT_PLAIN = "text/plain; charset=utf-8"
+READ_CHUNK_SIZE = 64 * 1024
+
+Number = TypeVar("Number", int, float)
+
+
+class Digest(TypedDict):
+    size: int
+    sha256: str
+
+
+# Pages -----------------------------------------------------------------------------------------
+
+
+@require_safe
+def index(request: HttpRequest) -> HttpResponse:
+    return render(request, "demo/index.html")
+
+
+@require_safe
+def item_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "demo/items.html", {"items": Item.objects.all()})
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def name_form(request: HttpRequest) -> HttpResponse:
+    form = NameForm(request.POST) if request.method == "POST" else NameForm()
+    if form.is_bound and form.is_valid():
+        return render(request, "demo/form_thanks.html", {"name": form.cleaned_data["name"]})
+    return render(request, "demo/form.html", {"form": form})
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def upload(request: HttpRequest) -> HttpResponse:
+    if request.method != "POST":
+        return render(request, "demo/upload.html", {"form": UploadForm()})
+    form = UploadForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return JsonResponse({"error": describe_form_errors(form)}, status=400)
+    uploaded = form.cleaned_data["file"]
+    # Hash chunk by chunk so a large upload never has to sit in memory whole.
+    return JsonResponse({"name": uploaded.name, **digest_chunks(uploaded.chunks())})
+
+
+# Plain responses -------------------------------------------------------------------------------
+# No method decorators here: these are the benchmarks' baseline, so they stay as bare as possible.
+
+
+async def hello_async(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("Hello from an async view", content_type=TEXT_PLAIN)
+
+
+def hello_sync(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("Hello from a sync view", content_type=TEXT_PLAIN)
+
+
+@require_safe
+async def item_list_json(request: HttpRequest) -> JsonResponse:
+    rows = Item.objects.order_by("id").values("id", "name")
+    return JsonResponse({"items": [row async for row in rows]})
+
+
+# Request bodies and metadata -------------------------------------------------------------------
+
+
+@csrf_exempt
+@require_POST
+def echo(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(request.body, content_type="application/octet-stream")
+
+
+@csrf_exempt
+@require_POST
+def echo_digest(request: HttpRequest) -> JsonResponse:
+    # request.read() rather than request.body: .body would hold the whole upload in memory
+    # and is capped by DATA_UPLOAD_MAX_MEMORY_SIZE.
+    return JsonResponse(digest_chunks(iter(lambda: request.read(READ_CHUNK_SIZE), b"")))
+
+
+@csrf_exempt
+def request_meta(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(
+        {
+            "method": request.method,
+            "path": request.path,
+            "path_info": request.path_info,
+            "script_name": request.META.get("SCRIPT_NAME", ""),
+            "query_string": request.META.get("QUERY_STRING", ""),
+            "remote_addr": request.META.get("REMOTE_ADDR"),
+            # Servers and handlers disagree on int vs str here; normalise for comparisons.
+            "remote_port": str(request.META.get("REMOTE_PORT", "")),
+            "server_name": request.META.get("SERVER_NAME"),
+            "server_port": str(request.META.get("SERVER_PORT", "")),
+            "scheme": request.scheme,
+            "host": request.get_host(),
+            "headers": dict(request.headers),
+            "get": dict(request.GET.lists()),
+            "cookies": request.COOKIES,
+        }
+    )
+
+
+# Streaming -------------------------------------------------------------------------------------
+
+
+def stream_sync(request: HttpRequest) -> StreamingHttpResponse:
+    count = read_query_number(request, "n", 5, int)
+    delay = read_query_number(request, "delay", 0.0, float)
+    return StreamingHttpResponse(count_chunks(count, delay), content_type=TEXT_PLAIN)
+
+
+async def stream_async(request: HttpRequest) -> StreamingHttpResponse:
+    count = read_query_number(request, "n", 5, int)
+    delay = read_query_number(request, "delay", 0.0, float)
+    return StreamingHttpResponse(count_chunks_async(count, delay), content_type=TEXT_PLAIN)
+
+
+async def stream_forever(request: HttpRequest) -> StreamingHttpResponse:
+    token = request.GET.get("token", "")
+    delay = read_query_number(request, "delay", 0.05, float)
+    return StreamingHttpResponse(tick_forever_async(token, delay), content_type=TEXT_PLAIN)
+
+
+def stream_forever_sync(request: HttpRequest) -> StreamingHttpResponse:
+    token = request.GET.get("token", "")
+    delay = read_query_number(request, "delay", 0.05, float)
+    return StreamingHttpResponse(tick_forever(token, delay), content_type=TEXT_PLAIN)
+
+
+def count_chunks(count: int, delay: float) -> Generator[str, None, None]:
+    for i in range(count):
+        if i:
+            time.sleep(delay)
+        yield f"chunk {i}\n"
+
+
+async def count_chunks_async(count: int, delay: float) -> AsyncGenerator[str, None]:
+    for i in range(count):
+        if i:
+            await asyncio.sleep(delay)
+        yield f"chunk {i}\n"
+
+
+def tick_forever(token: str, delay: float) -> Generator[str, None, None]:
+    """Yield ticks until closed; the cleanup event proves the server closed the iterator."""
+    try:
+        for i in itertools.count():
+            yield f"tick {i}\n"
+            time.sleep(delay)
+    finally:
+        record_event("stream_cleanup", token)
+
+
+async def tick_forever_async(token: str, delay: float) -> AsyncGenerator[str, None]:
+    """Yield ticks until closed or cancelled; the cleanup event proves either happened."""
+    try:
+        for i in itertools.count():
+            yield f"tick {i}\n"
+            await asyncio.sleep(delay)
+    finally:
+        record_event("stream_cleanup", token)
+
+
+# Files -----------------------------------------------------------------------------------------
+
+
+@require_safe
+def download(request: HttpRequest) -> FileResponse:
+    token = request.GET.get("token", "")
+    path = ensure_big_file(settings.BIG_FILE_PATH)
+    return FileResponse(TrackedFile(path, token), as_attachment=True, filename="big.bin")
+
+
+# Errors and probes -----------------------------------------------------------------------------
+
+
+def boom(request: HttpRequest) -> HttpResponse:
+    raise RuntimeError("boom")
+
+
+@require_safe
+def probe_events(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(PROBES.snapshot())
+
+
+# Small pieces the views share ------------------------------------------------------------------
+
+
+def digest_chunks(chunks: Iterable[bytes]) -> Digest:
+    sha256 = hashlib.sha256()
+    size = 0
+    for chunk in chunks:
+        sha256.update(chunk)
+        size += len(chunk)
+    return {"size": size, "sha256": sha256.hexdigest()}
+
+
+def describe_form_errors(form: Form) -> str:
+    return "; ".join(
+        f"{field}: {message}" for field, messages in form.errors.items() for message in messages
+    )
+
+
+def read_query_number(
+    request: HttpRequest, name: str, default: Number, parse: Callable[[str], Number]
+) -> Number:
+    """Read a finite, non-negative number from the query string; 400 if it is anything else."""
+    raw = request.GET.get(name)
+    if raw is None:
+        return default
+    try:
+        value = parse(raw)
+    except ValueError:
+        raise BadRequest(f"Query parameter {name!r} must be a number, not {raw!r}.") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise BadRequest(f"Query parameter {name!r} must be finite and >= 0, not {raw!r}.")
+    return value

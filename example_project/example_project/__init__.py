@@ -1,0 +1,1 @@
+"""The example project's configuration package: settings, URLs and the ASGI/WSGI entry points."""

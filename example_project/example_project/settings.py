@@ -1,0 +1,106 @@
+"""Settings for the asgi_bridge example project: a small SQLite-backed Django site.
+
+Environment variables:
+
+- ``DJANGO_DEBUG=1`` turns DEBUG on (static files are then served by the ASGI app).
+- ``EXAMPLE_DB_PATH`` moves the SQLite database (end-to-end tests use a temporary one).
+- ``EXAMPLE_BIG_FILE`` moves the 10 MiB file served by ``/download/``.
+"""
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# For this example only: the key is public, so never reuse it for a real deployment.
+SECRET_KEY = "example-only-insecure-key-for-the-asgi-bridge-demo-do-not-deploy"
+
+DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
+
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]", "::1", "testserver"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "demo",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "example_project.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+ASGI_APPLICATION = "example_project.asgi.application"
+WSGI_APPLICATION = "example_project.wsgi.application"
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("EXAMPLE_DB_PATH", BASE_DIR / "db.sqlite3"),
+    }
+}
+
+# Pinned so migrations stay the same whatever Django's default is.
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# Without labels, test only this project, not whatever lies under the current directory.
+TEST_RUNNER = "example_project.test_runner.ExampleProjectTestRunner"
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+
+BIG_FILE_PATH = Path(os.environ.get("EXAMPLE_BIG_FILE", BASE_DIR / "var" / "big.bin"))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {
+        "console": {"class": "logging.StreamHandler"},
+    },
+    "loggers": {
+        # propagate=False: Django's "django" logger also prints to the console in DEBUG.
+        "django.request": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        "asgi_bridge": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+    },
+}
+
+# asgi_bridge's own settings; the example runs with the defaults.
+ASGI_BRIDGE: dict[str, object] = {}

@@ -1,0 +1,16 @@
+#!/usr/bin/env python
+"""Command-line entry point for the example project (runserver, migrate, test, ...)."""
+
+import os
+import sys
+
+
+def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example_project.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(sys.argv)
+
+
+if __name__ == "__main__":
+    main()

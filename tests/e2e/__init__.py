@@ -1,0 +1,1 @@
+"""End-to-end tests: example_project behind real ASGI servers, driven over HTTP."""

@@ -1,0 +1,394 @@
+"""The HTTP scenarios every server must pass with example_project on asgi_bridge.
+
+``HTTPScenarios`` holds the tests; each ``test_<server>.py`` module subclasses it and sets
+``server_name``. The example project's ``/probe/events/`` view reports how often Django's
+request_started / request_finished signals fired in the server process and which cleanup
+events (stream closed, file closed) happened, so the tests can check that every request is
+finished exactly once and every resource released exactly once, including when the client
+goes away mid-response.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import random
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+if TYPE_CHECKING:
+    from .conftest import Payload, RunningServer
+
+
+MiB = 1024 * 1024
+DOWNLOAD_SIZE = 10 * MiB
+DOWNLOAD_SEED = 20251123
+PROBE_TIMEOUT = 10.0
+# How much of the download the disconnecting client reads before it hangs up.
+PARTIAL_READ = 256 * 1024
+SOCKET_TIMEOUT = 15.0
+CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+
+
+@functools.cache
+def expected_download_sha256() -> str:
+    """The digest of the bytes example_project serves at /download/."""
+    return hashlib.sha256(random.Random(DOWNLOAD_SEED).randbytes(DOWNLOAD_SIZE)).hexdigest()
+
+
+def new_token() -> str:
+    return uuid.uuid4().hex
+
+
+# -- the probe --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProbeSnapshot:
+    """One answer of /probe/events/."""
+
+    started: int
+    finished: int
+    events: list[list[Any]]
+
+    def matching(self, kind: str, token: str) -> list[list[Any]]:
+        return [event for event in self.events if event[:2] == [kind, token]]
+
+
+def take_probe(client: httpx.Client) -> ProbeSnapshot:
+    response = client.get("/probe/events/")
+    assert response.status_code == 200, response.text
+    data = response.json()
+    return ProbeSnapshot(data["started"], data["finished"], data["events"])
+
+
+def wait_for_cleanup(
+    client: httpx.Client, baseline: ProbeSnapshot, kind: str, token: str
+) -> tuple[ProbeSnapshot, int]:
+    """Poll the probe until ``kind`` for ``token`` shows up and the counters add up.
+
+    Returns the last snapshot and how many probe requests were made. Counting from the
+    baseline probe A, after one request B and k polls, Django must have started B and the k
+    polls (k + 1) and finished A, B and the first k - 1 polls (k + 1): each poll is still in
+    flight when it reads the counters. A request_finished that fires a moment after the
+    client got its response shows up on a later poll, hence the polling on counters too.
+    """
+    deadline = time.monotonic() + PROBE_TIMEOUT
+    polls = 0
+    while True:
+        polls += 1
+        snapshot = take_probe(client)
+        expected = polls + 1
+        settled = (
+            snapshot.started - baseline.started == expected
+            and snapshot.finished - baseline.finished == expected
+        )
+        if (settled and snapshot.matching(kind, token)) or time.monotonic() > deadline:
+            return snapshot, polls
+        time.sleep(0.05)
+
+
+def assert_cleaned_up_once(
+    client: httpx.Client, baseline: ProbeSnapshot, kind: str, token: str
+) -> list[Any]:
+    """Assert one request since ``baseline`` ran its cycle once and released ``token`` once."""
+    snapshot, polls = wait_for_cleanup(client, baseline, kind, token)
+    events = snapshot.matching(kind, token)
+    assert len(events) == 1, f"expected one {kind} event for {token}, got {events}"
+    expected = polls + 1
+    assert (snapshot.started - baseline.started, snapshot.finished - baseline.finished) == (
+        expected,
+        expected,
+    ), (
+        f"request_started/request_finished grew by "
+        f"{snapshot.started - baseline.started}/{snapshot.finished - baseline.finished}, "
+        f"expected {expected}/{expected} after {polls} probe poll(s)"
+    )
+    return events[0]
+
+
+# -- raw sockets ------------------------------------------------------------------------------
+
+
+def open_raw_request(
+    server: RunningServer, target: str, receive_buffer: int | None = None
+) -> socket.socket:
+    """Connect and send a bare GET; a small ``receive_buffer`` keeps the server from
+    pushing the whole response into kernel buffers before we hang up."""
+    family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.settimeout(SOCKET_TIMEOUT)
+    if receive_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.connect((server.host, server.port))
+    request = f"GET {target} HTTP/1.1\r\nHost: {server.host_header}\r\n\r\n"
+    sock.sendall(request.encode("ascii"))
+    return sock
+
+
+def read_until(sock: socket.socket, done: Callable[[bytes], bool]) -> bytes:
+    """Read from ``sock`` until ``done(received)``, the peer closes or the socket times out.
+
+    Returns what arrived either way, so the caller's assertion can show it.
+    """
+    received = b""
+    while not done(received):
+        try:
+            piece = sock.recv(64 * 1024)
+        except TimeoutError:
+            break
+        if not piece:
+            break
+        received += piece
+    return received
+
+
+def abort_connection(sock: socket.socket) -> None:
+    """Close with a TCP reset, the way a client that vanishes mid-response does."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def exchange_raw(server: RunningServer, request: bytes) -> bytes:
+    """Send raw request bytes and return everything the server answers until it closes."""
+    with socket.create_connection((server.host, server.port), timeout=SOCKET_TIMEOUT) as sock:
+        sock.sendall(request)
+        return read_until(sock, lambda _received: False)
+
+
+def body_after_headers(raw: bytes) -> bytes:
+    return raw.partition(b"\r\n\r\n")[2]
+
+
+# -- HTTP helpers -----------------------------------------------------------------------------
+
+
+def csrf_form_token(client: httpx.Client) -> str:
+    response = client.get("/form/")
+    assert response.status_code == 200, response.text
+    match = CSRF_INPUT.search(response.text)
+    assert match, f"no csrfmiddlewaretoken input in:\n{response.text}"
+    return match.group(1)
+
+
+def sha256_of_stream(response: httpx.Response) -> tuple[int, str]:
+    """Hash a streamed body without keeping it."""
+    digest = hashlib.sha256()
+    size = 0
+    for piece in response.iter_bytes():
+        digest.update(piece)
+        size += len(piece)
+    return size, digest.hexdigest()
+
+
+def stream_lines(prefix: str, count: int) -> str:
+    return "".join(f"{prefix} {index}\n" for index in range(count))
+
+
+class HTTPScenarios:
+    """Every HTTP scenario, run against the server named by ``server_name``."""
+
+    server_name: str
+    server_host: str = "127.0.0.1"
+    # On servers that advertise the http.response.pathsend extension the handler hands the
+    # file's path to the server, so the application itself reads none of it.
+    sends_files_by_path: bool = False
+
+    def test_hello_async_and_sync(self, client: httpx.Client) -> None:
+        greetings = {"async": "Hello from an async view", "sync": "Hello from a sync view"}
+        for flavour, text in greetings.items():
+            response = client.get(f"/hello/{flavour}/")
+            assert response.status_code == 200, response.text[:2000]
+            assert response.headers["content-type"].startswith("text/plain")
+            assert response.text == text
+
+    def test_items_json_from_the_orm(self, client: httpx.Client) -> None:
+        response = client.get("/items/json/")
+        assert response.status_code == 200, response.text[:2000]
+        items = response.json()["items"]
+        assert items, "the seeded items are missing"
+        assert all({"id", "name"} <= item.keys() for item in items), items
+
+    def test_form_post_with_csrf_token(self, client: httpx.Client) -> None:
+        token = csrf_form_token(client)
+        assert "csrftoken" in client.cookies
+        response = client.post("/form/", data={"name": "Ada", "csrfmiddlewaretoken": token})
+        assert response.status_code == 200, response.text
+        assert "Thanks, Ada!" in response.text
+
+    def test_form_post_without_csrf_token_is_forbidden(self, client: httpx.Client) -> None:
+        csrf_form_token(client)  # the cookie alone must not be enough
+        response = client.post("/form/", data={"name": "Ada"})
+        assert response.status_code == 403, response.text[:2000]
+
+    def test_large_multipart_upload(self, client: httpx.Client, upload_payload: Payload) -> None:
+        assert client.get("/upload/").status_code == 200
+        csrf_token = client.cookies["csrftoken"]
+        with upload_payload.path.open("rb") as upload:
+            # httpx reads a file object piece by piece while sending it.
+            response = client.post(
+                "/upload/",
+                files={"file": ("upload.bin", upload, "application/octet-stream")},
+                headers={"X-CSRFToken": csrf_token},
+                timeout=120.0,
+            )
+        assert response.status_code == 200, response.text[:2000]
+        assert response.json() == {
+            "name": "upload.bin",
+            "size": upload_payload.size,
+            "sha256": upload_payload.sha256,
+        }
+
+    def test_chunked_request_body(self, server: RunningServer, chunked_payload: Payload) -> None:
+        curl = shutil.which("curl")
+        assert curl, "curl is required for the chunked request body scenario"
+        result = subprocess.run(
+            [
+                curl,
+                "--silent",
+                "--show-error",
+                "--max-time",
+                "60",
+                "--write-out",
+                "\n%{http_code}",
+                "-H",
+                "Transfer-Encoding: chunked",
+                "-H",
+                "Content-Type: application/octet-stream",
+                # Without this curl waits for "100 Continue"; that handshake is not under test.
+                "-H",
+                "Expect:",
+                "--data-binary",
+                f"@{chunked_payload.path}",
+                f"{server.base_url}/echo/digest/",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+        assert result.returncode == 0, result.stderr
+        body, _, status = result.stdout.rpartition("\n")
+        assert status == "200", body
+        assert json.loads(body) == {
+            "size": chunked_payload.size,
+            "sha256": chunked_payload.sha256,
+        }
+
+    def test_hundred_requests_on_one_keep_alive_connection(self, client: httpx.Client) -> None:
+        ports = set()
+        for _ in range(100):
+            response = client.get("/meta/")
+            assert response.status_code == 200, response.text[:2000]
+            ports.add(response.json()["remote_port"])
+        assert len(ports) == 1, f"the client reconnected: remote ports {sorted(ports)}"
+
+    @pytest.mark.parametrize("flavour", ["sync", "async"])
+    def test_streaming_body(self, client: httpx.Client, flavour: str) -> None:
+        response = client.get(f"/stream/{flavour}/", params={"n": 5, "delay": 0})
+        assert response.status_code == 200, response.text[:2000]
+        assert response.headers["content-type"].startswith("text/plain")
+        assert response.text == stream_lines("chunk", 5)
+
+    def test_streaming_body_arrives_in_pieces(self, client: httpx.Client) -> None:
+        with client.stream("GET", "/stream/async/", params={"n": 5, "delay": 0.05}) as response:
+            assert response.status_code == 200, response.text[:2000]
+            pieces = list(response.iter_raw())
+        assert b"".join(pieces) == stream_lines("chunk", 5).encode()
+        assert len(pieces) > 1, "the stream was buffered into a single piece"
+
+    def test_file_download(self, client: httpx.Client) -> None:
+        token = new_token()
+        baseline = take_probe(client)
+        with client.stream("GET", "/download/", params={"token": token}) as response:
+            assert response.status_code == 200, response.text[:2000]
+            assert response.headers["content-length"] == str(DOWNLOAD_SIZE)
+            assert "attachment" in response.headers["content-disposition"]
+            assert "big.bin" in response.headers["content-disposition"]
+            size, sha256 = sha256_of_stream(response)
+        assert (size, sha256) == (DOWNLOAD_SIZE, expected_download_sha256())
+        event = assert_cleaned_up_once(client, baseline, "file_closed", token)
+        expected_read = 0 if self.sends_files_by_path else DOWNLOAD_SIZE
+        assert event[2] == expected_read, f"file_closed event {event}"
+
+    def test_head_download(self, client: httpx.Client) -> None:
+        token = new_token()
+        baseline = take_probe(client)
+        response = client.head("/download/", params={"token": token})
+        assert response.status_code == 200, response.text[:2000]
+        assert response.headers["content-length"] == str(DOWNLOAD_SIZE)
+        assert response.content == b""
+        event = assert_cleaned_up_once(client, baseline, "file_closed", token)
+        assert event[2] == 0, f"HEAD read from the file: {event}"
+
+    def test_not_found(self, client: httpx.Client) -> None:
+        assert client.get(f"/no-such-page-{new_token()}/").status_code == 404
+
+    def test_server_error_hides_the_traceback(self, client: httpx.Client) -> None:
+        response = client.get("/boom/")
+        assert response.status_code == 500, response.text[:2000]
+        assert "Traceback" not in response.text
+
+    def test_invalid_utf8_query_string_is_rejected(self, server: RunningServer) -> None:
+        # Who answers, checked by whether the probe counters moved: on uvicorn (httptools),
+        # daphne (twisted), granian (hyper) and hypercorn (h11) the server rejects the raw
+        # 0xFF in the request line itself, before the application sees a scope. The
+        # assertion holds either way: whichever layer answers must answer 400.
+        raw = exchange_raw(
+            server, b"GET /meta/?\xff HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        status_line = raw.split(b"\r\n", 1)[0]
+        assert status_line.startswith(b"HTTP/1.1 400"), raw[:500]
+
+    @pytest.mark.parametrize("flavour", ["forever", "forever-sync"])
+    def test_client_disconnect_mid_stream(
+        self, server: RunningServer, client: httpx.Client, flavour: str
+    ) -> None:
+        token = new_token()
+        baseline = take_probe(client)
+        sock = open_raw_request(server, f"/stream/{flavour}/?token={token}&delay=0.05")
+        try:
+            received = read_until(sock, lambda data: body_after_headers(data).count(b"tick ") >= 3)
+        finally:
+            abort_connection(sock)
+        assert received.startswith(b"HTTP/1.1 200"), received[:500]
+        assert body_after_headers(received).count(b"tick ") >= 3, received[:500]
+        assert_cleaned_up_once(client, baseline, "stream_cleanup", token)
+
+    def test_client_disconnect_mid_download(
+        self, server: RunningServer, client: httpx.Client
+    ) -> None:
+        token = new_token()
+        baseline = take_probe(client)
+        sock = open_raw_request(server, f"/download/?token={token}", receive_buffer=64 * 1024)
+        try:
+            received = read_until(sock, lambda data: len(body_after_headers(data)) >= PARTIAL_READ)
+        finally:
+            abort_connection(sock)
+        assert received.startswith(b"HTTP/1.1 200"), received[:500]
+        assert len(body_after_headers(received)) >= PARTIAL_READ, received[:500]
+        # How much the server read before noticing depends on buffering; only once matters.
+        assert_cleaned_up_once(client, baseline, "file_closed", token)
+
+
+class IPv6Scenarios:
+    """The server bound to the IPv6 loopback address."""
+
+    server_name: str
+    server_host: str = "::1"
+
+    def test_remote_addr_is_ipv6_loopback(self, client: httpx.Client) -> None:
+        response = client.get("/meta/")
+        assert response.status_code == 200, response.text[:2000]
+        assert response.json()["remote_addr"] == "::1"

@@ -1,0 +1,11 @@
+"""End-to-end scenarios against example_project served by daphne."""
+
+from .scenarios import HTTPScenarios, IPv6Scenarios
+
+
+class TestDaphne(HTTPScenarios):
+    server_name = "daphne"
+
+
+class TestDaphneIPv6(IPv6Scenarios):
+    server_name = "daphne"
