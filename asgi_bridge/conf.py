@@ -20,6 +20,7 @@ class BridgeSettings:
     """Validated values of the ``ASGI_BRIDGE`` dict."""
 
     max_request_body_size: int | None = None
+    body_receive_timeout: float | None = None
 
 
 def _optional_positive_int(key: str, value: Any) -> int | None:
@@ -32,9 +33,20 @@ def _optional_positive_int(key: str, value: Any) -> int | None:
     return value
 
 
+def _optional_positive_seconds(key: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ImproperlyConfigured(
+            f"{SETTING_NAME}[{key!r}] must be a positive number of seconds or None, not {value!r}."
+        )
+    return float(value)
+
+
 # Each key maps to the dataclass field it fills and the validator for its value.
 _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "MAX_REQUEST_BODY_SIZE": ("max_request_body_size", _optional_positive_int),
+    "BODY_RECEIVE_TIMEOUT": ("body_receive_timeout", _optional_positive_seconds),
 }
 
 

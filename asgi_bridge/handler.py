@@ -20,7 +20,7 @@ from django.http.response import HttpResponseBase
 from django.urls import set_script_prefix
 
 from .conf import bridge_settings
-from .exceptions import RequestBodyTooLarge
+from .exceptions import RequestBodyTimeout, RequestBodyTooLarge
 from .request import ASGIRequest, get_script_prefix
 from .sending import (
     PATHSEND,
@@ -32,7 +32,7 @@ from .sending import (
     send_sync_stream,
     start_message,
 )
-from .types import Receive, Scope, Send
+from .types import Message, Receive, Scope, Send
 
 logger = logging.getLogger("django.request")
 
@@ -43,6 +43,16 @@ def declared_body_size(scope: Scope) -> int | None:
         if name == b"content-length":
             return int(value) if value.isdigit() else None
     return None
+
+
+async def receive_within(receive: Receive, timeout: float | None) -> Message:
+    """Receive the next message, raising RequestBodyTimeout if none arrives within ``timeout``."""
+    if timeout is None:
+        return await receive()
+    try:
+        return await asyncio.wait_for(receive(), timeout)
+    except asyncio.TimeoutError:
+        raise RequestBodyTimeout(timeout) from None
 
 
 async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
@@ -91,7 +101,12 @@ class ASGIHandler(django_asgi.ASGIHandler):
         except RequestAborted:
             return
         except RequestBodyTooLarge as error:
-            await self.reject_body_too_large(scope, channel, error)
+            rejection = HttpResponse("413 Payload too large", status=413)
+            await self.reject_unread_body(scope, channel, rejection, error)
+            return
+        except RequestBodyTimeout as error:
+            rejection = HttpResponse("408 Request Timeout", status=408)
+            await self.reject_unread_body(scope, channel, rejection, error)
             return
         with closing(body_file):
             set_script_prefix(get_script_prefix(scope))
@@ -154,6 +169,7 @@ class ASGIHandler(django_asgi.ASGIHandler):
     async def read_body(self, receive: Receive) -> IO[bytes]:
         """Read the HTTP body into a file that rolls over from memory to disk as it grows."""
         limit = bridge_settings().max_request_body_size
+        timeout = bridge_settings().body_receive_timeout
         in_memory_limit = settings.FILE_UPLOAD_MAX_MEMORY_SIZE
         # Returned open: the caller owns it; every error path below closes it.
         body_file = tempfile.SpooledTemporaryFile(max_size=in_memory_limit, mode="w+b")  # noqa: SIM115
@@ -161,7 +177,7 @@ class ASGIHandler(django_asgi.ASGIHandler):
         received = 0
         try:
             while True:
-                message = await receive()
+                message = await receive_within(receive, timeout)
                 if message["type"] == "http.disconnect":
                     # Early client disconnect.
                     raise RequestAborted()
@@ -183,20 +199,20 @@ class ASGIHandler(django_asgi.ASGIHandler):
         body_file.seek(0)
         return body_file
 
-    async def reject_body_too_large(
-        self, scope: Scope, channel: ResponseChannel, error: RequestBodyTooLarge
+    async def reject_unread_body(
+        self, scope: Scope, channel: ResponseChannel, response: HttpResponse, error: Exception
     ) -> None:
-        """Answer 413 without reading the rest of the body, with the usual request signals."""
+        """Answer 413 or 408 without reading the rest of the body; signals fire as usual."""
         logger.warning(
-            "Payload Too Large: %s (%s %s)",
+            "%s: %s (%s %s)",
+            response.reason_phrase,
             error,
             scope.get("method"),
             scope.get("path"),
-            extra={"status_code": 413},
+            extra={"status_code": response.status_code},
         )
         set_script_prefix(get_script_prefix(scope))
         await signals.request_started.asend(sender=self.__class__, scope=scope)
-        response = HttpResponse("413 Payload too large", status=413)
         # The unread rest of the body must not be parsed as a next request on this connection.
         response["Connection"] = "close"
         await self.send_and_close(response, channel)

@@ -36,6 +36,19 @@ class ParseSettingsTests(SimpleTestCase):
             ):
                 parse_settings({"MAX_REQUEST_BODY_SIZE": value})
 
+    def test_body_receive_timeout(self) -> None:
+        self.assertEqual(parse_settings({"BODY_RECEIVE_TIMEOUT": 30}).body_receive_timeout, 30.0)
+        self.assertIsNone(parse_settings({"BODY_RECEIVE_TIMEOUT": None}).body_receive_timeout)
+        for value in (0, -1, "30", True):
+            with (
+                self.subTest(value=value),
+                self.assertRaisesMessage(
+                    ImproperlyConfigured,
+                    "ASGI_BRIDGE['BODY_RECEIVE_TIMEOUT'] must be a positive number of seconds",
+                ),
+            ):
+                parse_settings({"BODY_RECEIVE_TIMEOUT": value})
+
     def test_not_a_dict(self) -> None:
         with self.assertRaisesMessage(
             ImproperlyConfigured, "The ASGI_BRIDGE setting must be a dict, not list."

@@ -280,6 +280,46 @@ class BodyLimitTests(HandlerTestCase):
         self.assertEqual(body_of(send.messages), b"x" * 240 + b"y")
 
 
+class BodyTimeoutTests(HandlerTestCase):
+    @override_settings(ASGI_BRIDGE={"BODY_RECEIVE_TIMEOUT": 0.05})
+    async def test_stalled_body_is_answered_408(self) -> None:
+        spools: list[Any] = []
+        original = tempfile.SpooledTemporaryFile
+
+        def spool(*args: Any, **kwargs: Any) -> Any:
+            spools.append(original(*args, **kwargs))
+            return spools[-1]
+
+        # The client sends part of the body, then nothing: ScriptedReceive then waits forever.
+        receive = ScriptedReceive({"type": "http.request", "body": b"x" * 10, "more_body": True})
+        send = RecordingSend()
+        application = get_asgi_application()
+        with (
+            mock.patch.object(handler_module.tempfile, "SpooledTemporaryFile", spool),
+            self.assertLogs("django.request", "WARNING") as logs,
+        ):
+            await application(http_scope("/echo/", method="POST"), receive, send)
+        self.assertEqual(send.messages[0]["status"], 408)
+        self.assertIn((b"Connection", b"close"), send.messages[0]["headers"])
+        self.assertEqual(body_of(send.messages), b"408 Request Timeout")
+        self.assertIn("Request Timeout", logs.output[0])
+        self.assertTrue(spools[0].closed)
+        self.assertEqual(len(self.finished.threads), 1)
+
+    @override_settings(ASGI_BRIDGE={"BODY_RECEIVE_TIMEOUT": 5})
+    async def test_steady_body_within_timeout_is_served(self) -> None:
+        receive = ScriptedReceive(
+            {"type": "http.request", "body": b"a", "more_body": True},
+            {"type": "http.request", "body": b"b"},
+        )
+        send = RecordingSend()
+        await get_asgi_application()(http_scope("/echo/", method="POST"), receive, send)
+        self.assertEqual(body_of(send.messages), b"ab")
+
+    async def test_no_timeout_by_default(self) -> None:
+        self.assertIsNone(handler_module.bridge_settings().body_receive_timeout)
+
+
 class ReadBodyTests(HandlerTestCase):
     @override_settings(FILE_UPLOAD_MAX_MEMORY_SIZE=100)
     async def test_writes_after_rollover_happen_off_the_loop(self) -> None:

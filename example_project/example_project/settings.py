@@ -102,5 +102,10 @@ LOGGING = {
     },
 }
 
-# asgi_bridge's own settings; the example runs with the defaults.
+# asgi_bridge's own settings. The demo runs with the defaults; the end-to-end tests set the
+# body limits through the environment to prove the 413 and 408 answers on real servers.
 ASGI_BRIDGE: dict[str, object] = {}
+if os.environ.get("EXAMPLE_MAX_REQUEST_BODY_SIZE"):
+    ASGI_BRIDGE["MAX_REQUEST_BODY_SIZE"] = int(os.environ["EXAMPLE_MAX_REQUEST_BODY_SIZE"])
+if os.environ.get("EXAMPLE_BODY_RECEIVE_TIMEOUT"):
+    ASGI_BRIDGE["BODY_RECEIVE_TIMEOUT"] = float(os.environ["EXAMPLE_BODY_RECEIVE_TIMEOUT"])

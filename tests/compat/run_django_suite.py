@@ -48,7 +48,11 @@ def fetch_sdist(version: str, cache: Path) -> Path:
     if not archives:
         raise SystemExit(f"compat: pip did not produce a Django {version} sdist in {cache}")
     with tarfile.open(archives[0]) as archive:
-        archive.extractall(cache, filter="data")
+        # The "data" filter (refuse absolute paths and links out) exists from 3.10.12 / 3.11.4.
+        if hasattr(tarfile, "data_filter"):
+            archive.extractall(cache, filter="data")
+        else:
+            archive.extractall(cache)
     return tree
 
 

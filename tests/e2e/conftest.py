@@ -37,6 +37,11 @@ START_ATTEMPTS = 3
 LOG_TAIL_CHARS = 6000
 MiB = 1024 * 1024
 UPLOAD_SIZE = 50 * MiB
+# asgi_bridge's body limits in the servers under test: above every legitimate body the
+# scenarios send (the 50 MiB upload plus its multipart framing), and an idle timeout that
+# no steady upload on loopback comes near.
+MAX_REQUEST_BODY_SIZE = 64 * MiB
+BODY_RECEIVE_TIMEOUT = 2.0
 CHUNKED_BODY_SIZE = 5 * MiB
 
 CommandBuilder = Callable[[str, int], list[str]]
@@ -229,6 +234,8 @@ def build_server_env(database: Path, big_file: Path) -> dict[str, str]:
         DJANGO_DEBUG="0",
         EXAMPLE_DB_PATH=str(database),
         EXAMPLE_BIG_FILE=str(big_file),
+        EXAMPLE_MAX_REQUEST_BODY_SIZE=str(MAX_REQUEST_BODY_SIZE),
+        EXAMPLE_BODY_RECEIVE_TIMEOUT=str(BODY_RECEIVE_TIMEOUT),
         PYTHONUNBUFFERED="1",
     )
     return env

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
+from .conftest import BODY_RECEIVE_TIMEOUT, MAX_REQUEST_BODY_SIZE
+
 if TYPE_CHECKING:
     from .conftest import Payload, RunningServer
 
@@ -75,9 +77,9 @@ def take_probe(client: httpx.Client) -> ProbeSnapshot:
 
 
 def wait_for_cleanup(
-    client: httpx.Client, baseline: ProbeSnapshot, kind: str, token: str
+    client: httpx.Client, baseline: ProbeSnapshot, kind: str | None, token: str | None
 ) -> tuple[ProbeSnapshot, int]:
-    """Poll the probe until ``kind`` for ``token`` shows up and the counters add up.
+    """Poll the probe until ``kind`` for ``token`` shows up (if given) and the counters add up.
 
     Returns the last snapshot and how many probe requests were made. Counting from the
     baseline probe A, after one request B and k polls, Django must have started B and the k
@@ -95,7 +97,8 @@ def wait_for_cleanup(
             snapshot.started - baseline.started == expected
             and snapshot.finished - baseline.finished == expected
         )
-        if (settled and snapshot.matching(kind, token)) or time.monotonic() > deadline:
+        seen = kind is None or token is None or snapshot.matching(kind, token)
+        if (settled and seen) or time.monotonic() > deadline:
             return snapshot, polls
         time.sleep(0.05)
 
@@ -107,6 +110,17 @@ def assert_cleaned_up_once(
     snapshot, polls = wait_for_cleanup(client, baseline, kind, token)
     events = snapshot.matching(kind, token)
     assert len(events) == 1, f"expected one {kind} event for {token}, got {events}"
+    assert_counters_grew_once(snapshot, baseline, polls)
+    return events[0]
+
+
+def assert_finished_once(client: httpx.Client, baseline: ProbeSnapshot) -> None:
+    """Assert one request since ``baseline`` was started and finished exactly once."""
+    snapshot, polls = wait_for_cleanup(client, baseline, None, None)
+    assert_counters_grew_once(snapshot, baseline, polls)
+
+
+def assert_counters_grew_once(snapshot: ProbeSnapshot, baseline: ProbeSnapshot, polls: int) -> None:
     expected = polls + 1
     assert (snapshot.started - baseline.started, snapshot.finished - baseline.finished) == (
         expected,
@@ -116,7 +130,6 @@ def assert_cleaned_up_once(
         f"{snapshot.started - baseline.started}/{snapshot.finished - baseline.finished}, "
         f"expected {expected}/{expected} after {polls} probe poll(s)"
     )
-    return events[0]
 
 
 # -- raw sockets ------------------------------------------------------------------------------
@@ -168,6 +181,17 @@ def exchange_raw(server: RunningServer, request: bytes) -> bytes:
         return read_until(sock, lambda _received: False)
 
 
+def status_after_partial_body(server: RunningServer, declared: int, wait: float) -> bytes:
+    """Declare ``declared`` body bytes, send ten, and return the status line (b"" if none)."""
+    with socket.create_connection((server.host, server.port), timeout=wait) as sock:
+        sock.sendall(
+            f"POST /echo/digest/ HTTP/1.1\r\nHost: {server.host_header}\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {declared}\r\n\r\n"
+            "0123456789".encode("ascii")
+        )
+        return read_until(sock, lambda data: b"\r\n" in data).split(b"\r\n", 1)[0]
+
+
 def body_after_headers(raw: bytes) -> bytes:
     return raw.partition(b"\r\n\r\n")[2]
 
@@ -205,6 +229,9 @@ class HTTPScenarios:
     # On servers that advertise the http.response.pathsend extension the handler hands the
     # file's path to the server, so the application itself reads none of it.
     sends_files_by_path: bool = False
+    # Whether the server passes the request body on as it arrives (daphne buffers it whole
+    # before calling the application, so body limits can only act once it is all there).
+    streams_request_body: bool = True
 
     def test_hello_async_and_sync(self, client: httpx.Client) -> None:
         greetings = {"async": "Hello from an async view", "sync": "Hello from a sync view"}
@@ -350,6 +377,34 @@ class HTTPScenarios:
         )
         status_line = raw.split(b"\r\n", 1)[0]
         assert status_line.startswith(b"HTTP/1.1 400"), raw[:500]
+
+    def test_declared_oversize_body_is_refused_unread(
+        self, server: RunningServer, client: httpx.Client
+    ) -> None:
+        baseline = take_probe(client)
+        declared = MAX_REQUEST_BODY_SIZE + 1
+        if self.streams_request_body:
+            # Ten bytes of a body declared over the limit: 413 at once, the rest never sent.
+            status = status_after_partial_body(server, declared, SOCKET_TIMEOUT)
+            assert status.startswith(b"HTTP/1.1 413"), status
+        else:
+            response = client.post("/echo/digest/", content=b"x" * declared, timeout=120.0)
+            assert response.status_code == 413, response.text[:2000]
+        assert_finished_once(client, baseline)
+
+    def test_stalled_body_times_out(self, server: RunningServer, client: httpx.Client) -> None:
+        baseline = take_probe(client)
+        wait = BODY_RECEIVE_TIMEOUT + 3
+        status = status_after_partial_body(server, 1000, wait)
+        if self.streams_request_body:
+            assert status.startswith(b"HTTP/1.1 408"), status
+            assert_finished_once(client, baseline)
+        else:
+            # The application never sees a body the server is still buffering: only the
+            # server's own timeout can end it, as the README says.
+            assert status == b"", status
+            after = take_probe(client)
+            assert (after.started - baseline.started, after.finished - baseline.finished) == (1, 1)
 
     @pytest.mark.parametrize("flavour", ["forever", "forever-sync"])
     def test_client_disconnect_mid_stream(

@@ -5,6 +5,7 @@ from .scenarios import HTTPScenarios, IPv6Scenarios
 
 class TestDaphne(HTTPScenarios):
     server_name = "daphne"
+    streams_request_body = False
 
 
 class TestDaphneIPv6(IPv6Scenarios):
