@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import aclosing
 from typing import Any
@@ -25,15 +27,9 @@ ChunkBytes = Callable[[Any], Iterable[tuple[Any, bool]]]
 # FileResponse streams its file through iter(callable, b""); any other iterator type means a
 # middleware (GZipMiddleware, for one) replaced the content, so the file on disk is not the body.
 _FILE_READER_TYPE = type(iter(lambda: b"", b""))
+# Parts of a sync iterator produced ahead of sending: bounds memory to a few parts per stream.
+SYNC_PARTS_AHEAD = 2
 _END = object()
-
-
-def _next_or_end(parts: Iterator[bytes]) -> bytes | object:
-    return next(parts, _END)
-
-
-# Sync iterators are advanced one part at a time on the request's thread, where the view ran.
-_next_part = sync_to_async(_next_or_end, thread_sensitive=True)
 
 
 class ResponseChannel:
@@ -103,13 +99,72 @@ def pathsend_path(response: HttpResponseBase) -> str | None:
     return name
 
 
+class _ProducerFailed:
+    """Carries an exception raised by a sync iterator across to the event loop."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class SyncPartsPipe:
+    """Hands the parts of a sync iterator, produced in a worker thread, to the event loop.
+
+    The whole iteration is one thread hop, not one per part: the worker pushes each part with
+    call_soon_threadsafe and blocks once SYNC_PARTS_AHEAD parts wait unsent, so memory stays
+    bounded by a few parts. ``stop()`` makes the worker return after the part it is producing.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._ready: asyncio.Queue[bytes | object] = asyncio.Queue()
+        self._free_slots = threading.Semaphore(SYNC_PARTS_AHEAD)
+        self._stopped = False
+
+    def produce(self, parts: Iterator[bytes]) -> None:
+        """Worker-thread side: iterate until exhausted, failed or stopped."""
+        outcome: object = _END
+        try:
+            for part in parts:
+                self._free_slots.acquire()
+                if self._stopped:
+                    return
+                self._loop.call_soon_threadsafe(self._ready.put_nowait, part)
+        except BaseException as error:
+            outcome = _ProducerFailed(error)
+        finally:
+            self._loop.call_soon_threadsafe(self._ready.put_nowait, outcome)
+
+    async def next_part(self) -> bytes | object:
+        """Loop side: the next part, or _END; re-raises what the iterator raised."""
+        item = await self._ready.get()
+        self._free_slots.release()
+        if isinstance(item, _ProducerFailed):
+            raise item.error
+        return item
+
+    def stop(self) -> None:
+        self._stopped = True
+        # Wakes a worker blocked on a full pipe so that it can see the stop.
+        self._free_slots.release()
+
+
 async def send_sync_stream(
     parts: Iterator[bytes], channel: ResponseChannel, chunk_bytes: ChunkBytes
 ) -> None:
-    """Send a sync iterator part by part, advancing it in a thread, never holding it whole."""
-    while (part := await _next_part(parts)) is not _END:
-        for chunk, _ in chunk_bytes(part):
-            await channel(body_message(chunk, True))
+    """Send a sync iterator part by part as the request's thread produces it, never whole."""
+    pipe = SyncPartsPipe(asyncio.get_running_loop())
+    # Thread-sensitive: the iterator runs on the request's thread, where the view ran.
+    producer = asyncio.ensure_future(sync_to_async(pipe.produce, thread_sensitive=True)(parts))
+    try:
+        while (part := await pipe.next_part()) is not _END:
+            for chunk, _ in chunk_bytes(part):
+                await channel(body_message(chunk, True))
+    finally:
+        pipe.stop()
+        # The worker returns after its current part; response.close() must not run before.
+        await asyncio.wait((producer,))
 
 
 async def send_async_stream(

@@ -18,6 +18,7 @@ from django.test import SimpleTestCase, override_settings
 
 from asgi_bridge import ASGIHandler, get_asgi_application
 from asgi_bridge import handler as handler_module
+from asgi_bridge.sending import SYNC_PARTS_AHEAD
 
 from . import urls
 from .asgi import RecordingSend, ScriptedReceive, body_of, collect_response, http_scope
@@ -124,6 +125,38 @@ class SyncStreamingTests(HandlerTestCase):
         await communicator.send_input({"type": "http.disconnect"})
         await communicator.wait(timeout=5)
         self.assertTrue(urls.observed["closed"])
+
+    async def test_producer_stays_a_bounded_number_of_parts_ahead(self) -> None:
+        release = asyncio.Event()
+
+        async def slow_send(message: dict[str, Any]) -> None:
+            if message.get("body") == b"part 0\n":
+                await release.wait()
+
+        receive = ScriptedReceive({"type": "http.request"})
+        scope = http_scope("/stream/sync/", query_string=b"n=50")
+        task = asyncio.ensure_future(get_asgi_application()(scope, receive, slow_send))
+        for _ in range(500):
+            if urls.observed.get("yielded", 0) > SYNC_PARTS_AHEAD:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # time to overrun the bound, if it were not enforced
+        # One part being sent, SYNC_PARTS_AHEAD waiting, one produced and blocked on the pipe.
+        self.assertLessEqual(urls.observed["yielded"], SYNC_PARTS_AHEAD + 2)
+        release.set()
+        await asyncio.wait_for(task, 5)
+        self.assertEqual(urls.observed["yielded"], 50)
+        self.assertTrue(urls.observed["closed"])
+
+    async def test_iterator_error_mid_stream_propagates_after_cleanup(self) -> None:
+        send = RecordingSend()
+        receive = ScriptedReceive({"type": "http.request"})
+        scope = http_scope("/stream/sync/", query_string=b"n=5&fail=2")
+        with self.assertRaisesMessage(ValueError, "part 2 failed"):
+            await get_asgi_application()(scope, receive, send)
+        self.assertEqual([m.get("body") for m in send.messages[1:]], [b"part 0\n", b"part 1\n"])
+        self.assertTrue(urls.observed["closed"])
+        self.assertEqual(len(self.finished.threads), 1)
 
     async def test_iterator_runs_off_the_loop_on_the_views_thread(self) -> None:
         await self.request(http_scope("/stream/sync/"))

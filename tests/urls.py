@@ -24,11 +24,13 @@ async def async_hello(request: HttpRequest) -> HttpResponse:
     return HttpResponse("Hello async!")
 
 
-def sync_parts(count: int) -> Iterator[bytes]:
+def sync_parts(count: int, fail_at: int = -1) -> Iterator[bytes]:
     observed["yielded"] = 0
     observed["closed"] = False
     try:
         for index in range(count):
+            if index == fail_at:
+                raise ValueError(f"part {index} failed")
             observed["yielded"] += 1
             observed.setdefault("stream_threads", set()).add(threading.get_ident())
             yield b"part %d\n" % index
@@ -48,7 +50,8 @@ async def async_parts(count: int) -> AsyncIterator[bytes]:
 
 def sync_stream(request: HttpRequest) -> StreamingHttpResponse:
     observed["view_thread"] = threading.get_ident()
-    return StreamingHttpResponse(sync_parts(int(request.GET.get("n", "5"))))
+    count, fail_at = int(request.GET.get("n", "5")), int(request.GET.get("fail", "-1"))
+    return StreamingHttpResponse(sync_parts(count, fail_at))
 
 
 def async_stream(request: HttpRequest) -> StreamingHttpResponse:

@@ -1,0 +1,1 @@
+"""A minimal Django project that exercises each response path the benchmark compares."""

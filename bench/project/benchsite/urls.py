@@ -1,0 +1,17 @@
+"""URLs of the benchmark project; the paths are the ones bench/run.py requests."""
+
+from django.urls import path
+
+from benchsite import views
+
+urlpatterns = [
+    path("async-hello/", views.async_hello),
+    path("sync-hello/", views.sync_hello),
+    path("json/", views.json_view),
+    path("echo/", views.echo),
+    path("stream-async/", views.stream_async),
+    path("stream-sync/", views.stream_sync),
+    path("orm/", views.orm),
+    path("file/", views.file),
+    path("upload/", views.upload),
+]

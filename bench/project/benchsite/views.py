@@ -1,0 +1,86 @@
+"""One view per response path the benchmark compares: plain, JSON, body, streaming, ORM, file."""
+
+from collections.abc import AsyncIterator, Iterator
+
+from django.conf import settings
+from django.http import (
+    FileResponse,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+    StreamingHttpResponse,
+)
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from benchsite.models import Item
+
+HELLO = "Hello, world!"
+
+# About 1 KB once serialized; built once so the view measures the response path, not json input.
+JSON_PAYLOAD = {
+    "items": [
+        {"id": number, "name": f"item-{number:02d}", "tags": ["alpha", "beta"], "price": 9.99}
+        for number in range(16)
+    ],
+}
+
+STREAM_PART = b"x" * 4096
+STREAM_PART_COUNT = 16
+UPLOAD_READ_SIZE = 65536
+
+
+async def async_hello(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(HELLO, content_type="text/plain")
+
+
+def sync_hello(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(HELLO, content_type="text/plain")
+
+
+def json_view(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(JSON_PAYLOAD)
+
+
+@csrf_exempt
+@require_POST
+def echo(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(request.body, content_type="application/octet-stream")
+
+
+async def async_parts() -> AsyncIterator[bytes]:
+    for _ in range(STREAM_PART_COUNT):
+        yield STREAM_PART
+
+
+def sync_parts() -> Iterator[bytes]:
+    for _ in range(STREAM_PART_COUNT):
+        yield STREAM_PART
+
+
+async def stream_async(request: HttpRequest) -> StreamingHttpResponse:
+    return StreamingHttpResponse(async_parts(), content_type="application/octet-stream")
+
+
+def stream_sync(request: HttpRequest) -> StreamingHttpResponse:
+    return StreamingHttpResponse(sync_parts(), content_type="application/octet-stream")
+
+
+def orm(request: HttpRequest) -> JsonResponse:
+    items = list(Item.objects.all()[:10])
+    rows = [{"id": item.pk, "name": item.name, "price_cents": item.price_cents} for item in items]
+    return JsonResponse({"items": rows})
+
+
+def file(request: HttpRequest) -> FileResponse:
+    return FileResponse(open(settings.BENCH_FILE, "rb"), content_type="application/octet-stream")
+
+
+@csrf_exempt
+@require_POST
+def upload(request: HttpRequest) -> HttpResponse:
+    # Read in pieces, as a view handling a large upload would; only the count is kept.
+    received = 0
+    while chunk := request.read(UPLOAD_READ_SIZE):
+        received += len(chunk)
+    return HttpResponse(str(received), content_type="text/plain")

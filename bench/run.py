@@ -1,0 +1,397 @@
+"""Benchmark asgi_bridge against Django's stock ASGI handler, side by side, and print the ratios.
+
+For each server (uvicorn by default, granian on request) and each handler it measures requests/s
+per endpoint under keep-alive load, then peak memory growth for 64 parallel 10 MiB downloads and
+one 200 MiB upload. The server runs one worker on core 0, every client on core 1.
+
+    .venv/bin/python bench/run.py [--quick] [--servers uvicorn,granian]
+                                  [--duration S] [--connections N] [--handlers stock,bridge]
+                                  [--rounds N] [--interleave] [--only throughput|memory]
+
+Nothing here asserts: the targets are printed beside the numbers for information only.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import machine
+import memory
+import report
+import servers
+import throughput
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+HANDLERS = ("stock", "bridge")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short smoke run (about 2 minutes)")
+    parser.add_argument("--servers", default="uvicorn", help="comma list from: uvicorn,granian")
+    parser.add_argument("--duration", type=float, help="seconds per endpoint (default 10, quick 3)")
+    parser.add_argument("--warmup", type=float, help="seconds of warm-up (default 2, quick 1)")
+    parser.add_argument("--connections", type=int, default=64, help="concurrent connections")
+    parser.add_argument(
+        "--handlers",
+        default=",".join(HANDLERS),
+        help="the two handlers to compare, baseline first; 'stock,stock' measures run-to-run noise",
+    )
+    parser.add_argument(
+        "--only", choices=("throughput", "memory"), help="run one half of the benchmark"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="repeat the req/s pass, alternating order; median"
+    )
+    parser.add_argument(
+        "--interleave",
+        action="store_true",
+        help="keep both servers up and alternate them per endpoint (steadier on a busy machine)",
+    )
+    parser.add_argument(
+        "--load-generator",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="auto: wrk if installed (or installable as root), else the Python generator",
+    )
+    args = parser.parse_args(argv)
+    args.duration = args.duration or (3.0 if args.quick else 10.0)
+    args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
+    args.servers = [name.strip() for name in args.servers.split(",") if name.strip()]
+    args.handlers = tuple(name.strip() for name in args.handlers.split(","))
+    unknown = [name for name in args.servers if name not in servers.SERVERS]
+    if unknown:
+        parser.error(f"unknown server(s) {unknown}; choose from {sorted(servers.SERVERS)}")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    if len(args.handlers) != 2 or not set(args.handlers) <= set(HANDLERS):
+        parser.error(f"--handlers takes two of {HANDLERS}, e.g. stock,bridge")
+    return args
+
+
+def check_cores() -> int:
+    cores = len(os.sched_getaffinity(0))
+    needed = max(servers.SERVER_CORE, throughput.LOAD_CORE) + 1
+    if cores < needed or shutil.which("taskset") is None:
+        sys.exit(f"Needs taskset and cores {servers.SERVER_CORE} and {throughput.LOAD_CORE}.")
+    return cores
+
+
+def print_header(command: str, facts: dict[str, Any], args: argparse.Namespace) -> None:
+    print(f"command: {command}")
+    for key, value in facts.items():
+        if key == "packages":
+            value = ", ".join(f"{name} {version}" for name, version in value.items())
+        print(f"{key}: {value}")
+    print(
+        f"settings: servers={','.join(args.servers)} handlers={','.join(args.handlers)} "
+        f"duration={args.duration:g}s warmup={args.warmup:g}s connections={args.connections} "
+        f"rounds={args.rounds}{' interleaved' if args.interleave else ''}"
+        f"{' only=' + args.only if args.only else ''}"
+    )
+    print(flush=True)
+
+
+def write_download_file(path: Path) -> None:
+    with path.open("wb") as target:
+        for _ in range(memory.DOWNLOAD_SIZE // memory.MIB):
+            target.write(os.urandom(memory.MIB))
+
+
+def prepare_project(workdir: Path) -> dict[str, str]:
+    """Create the database and the download file; return the environment servers run with."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "benchsite.settings",
+        "BENCH_DB": str(workdir / "bench.sqlite3"),
+        "BENCH_FILE": str(workdir / "download.bin"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    write_download_file(Path(env["BENCH_FILE"]))
+    manage = [sys.executable, str(servers.PROJECT_DIR / "manage.py")]
+    for step in (["migrate", "--noinput", "-v0"], ["seed_items"]):
+        subprocess.run(
+            manage + step, env=env, cwd=servers.PROJECT_DIR, check=True, capture_output=True
+        )
+    return env
+
+
+def measure_endpoint(
+    load: throughput.LoadGenerator,
+    server: servers.RunningServer,
+    endpoint: throughput.Endpoint,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    check = asyncio.run(throughput.check_endpoint(server.port, endpoint))
+    if args.warmup > 0:
+        load.run(server.port, endpoint, args.warmup, args.connections)
+    result = load.run(server.port, endpoint, args.duration, args.connections).as_dict()
+    result["check"] = check
+    return result
+
+
+def measure_safely(
+    load: throughput.LoadGenerator,
+    server: servers.RunningServer,
+    endpoint: throughput.Endpoint,
+    args: argparse.Namespace,
+    key: str,
+    round_index: int,
+) -> dict[str, Any]:
+    try:
+        result = measure_endpoint(load, server, endpoint, args)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
+        result = {"error": f"{type(error).__name__}: {error}"}
+    label = endpoint.label if args.rounds == 1 else f"{endpoint.label} (round {round_index + 1})"
+    print_progress(server.spec.name, key, label, result, "req/s")
+    if result.get("errors") or "error" in result:
+        print(f"    server log tail:\n{indent(server.log_tail(15))}", flush=True)
+    return result
+
+
+def summarize_rounds(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median requests/s over rounds, with every round kept and errors totalled."""
+    measured = sorted(
+        (sample for sample in samples if "error" not in sample),
+        key=lambda sample: sample["requests_per_second"],
+    )
+    if not measured:
+        return {**samples[0], "rounds": samples}
+    summary = dict(measured[(len(measured) - 1) // 2])
+    summary["requests_per_second"] = statistics.median(
+        sample["requests_per_second"] for sample in measured
+    )
+    for count in ("non_2xx", "socket_errors", "errors"):
+        summary[count] = sum(sample[count] for sample in measured)
+    summary["check"] = next((sample["check"] for sample in measured if sample["check"]), None)
+    failed = len(samples) - len(measured)
+    if failed:
+        summary["check"] = f"{failed} of {len(samples)} rounds failed"
+    summary["rounds"] = samples
+    return summary
+
+
+def run_throughput(
+    spec: servers.ServerSpec,
+    columns: list[tuple[str, str]],
+    env: dict[str, str],
+    logs: Path,
+    load: throughput.LoadGenerator,
+    args: argparse.Namespace,
+) -> dict[str, dict[str, Any]]:
+    """Requests/s per column and endpoint, over --rounds rounds whose order alternates.
+
+    Sequential mode runs one handler's server at a time. --interleave keeps both servers up
+    (the idle one costs nothing) and alternates them per endpoint, so a change in background
+    load hits both columns alike.
+    """
+    samples: dict[str, dict[str, list[dict[str, Any]]]] = {key: {} for key, _ in columns}
+
+    def record(key: str, endpoint: throughput.Endpoint, result: dict[str, Any]) -> None:
+        samples[key].setdefault(endpoint.key, []).append(result)
+
+    def record_failure(key: str, error: servers.ServerFailed) -> None:
+        print(f"  [{spec.name}/{key}] server failed: {error}", flush=True)
+        for endpoint in throughput.ENDPOINTS:
+            record(key, endpoint, {"error": "server failed to start"})
+
+    for round_index in range(args.rounds):
+        order = columns if round_index % 2 == 0 else columns[::-1]
+        if args.interleave:
+            with ExitStack() as stack:
+                running: dict[str, servers.RunningServer] = {}
+                for key, handler in order:
+                    try:
+                        running[key] = stack.enter_context(
+                            servers.running_server(spec, handler, env, logs)
+                        )
+                    except servers.ServerFailed as error:
+                        record_failure(key, error)
+                for endpoint in throughput.ENDPOINTS:
+                    for key, server in running.items():
+                        result = measure_safely(load, server, endpoint, args, key, round_index)
+                        record(key, endpoint, result)
+            continue
+        for key, handler in order:
+            try:
+                with servers.running_server(spec, handler, env, logs) as server:
+                    for endpoint in throughput.ENDPOINTS:
+                        result = measure_safely(load, server, endpoint, args, key, round_index)
+                        record(key, endpoint, result)
+            except servers.ServerFailed as error:
+                record_failure(key, error)
+
+    return {
+        key: {endpoint: summarize_rounds(rounds) for endpoint, rounds in per_endpoint.items()}
+        for key, per_endpoint in samples.items()
+    }
+
+
+def run_memory(
+    spec: servers.ServerSpec, handler: str, key: str, env: dict[str, str], logs: Path
+) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for scenario in memory.SCENARIOS:
+        # A fresh server per scenario: VmHWM only ever rises, so it must start from a clean slate.
+        try:
+            with servers.running_server(spec, handler, env, logs) as server:
+                results[scenario.key] = memory.measure(server, scenario).as_dict()
+                if results[scenario.key]["errors"]:
+                    print(f"    server log tail:\n{indent(server.log_tail(15))}", flush=True)
+        except (servers.ServerFailed, OSError, asyncio.IncompleteReadError) as error:
+            results[scenario.key] = {"error": f"{type(error).__name__}: {error}"}
+        print_progress(spec.name, key, scenario.label, results[scenario.key], "MiB")
+    return results
+
+
+def indent(text: str) -> str:
+    return "\n".join("      " + line for line in text.splitlines())
+
+
+def print_progress(
+    server: str, handler: str, label: str, outcome: dict[str, Any], unit: str
+) -> None:
+    if "error" in outcome:
+        summary = f"FAILED: {outcome['error'].splitlines()[0]}"
+    elif unit == "req/s":
+        summary = (
+            f"{outcome['requests_per_second']:,.0f} req/s, {outcome['errors']} errors"
+            f"{', pre-check: ' + outcome['check'] if outcome['check'] else ''}"
+        )
+    else:
+        errors = "; ".join(outcome["errors"])
+        summary = (
+            f"+{outcome['growth_mib']} MiB (baseline {outcome['baseline_rss_mib']} MiB, "
+            f"{outcome['duration_s']}s){', ERRORS: ' + errors if errors else ''}"
+        )
+    print(f"  [{server}/{handler}] {label}: {summary}", flush=True)
+
+
+def column_keys(handlers: tuple[str, str]) -> tuple[str, str]:
+    # Comparing a handler with itself (an A/A run) needs two distinct result slots.
+    first, second = handlers
+    return (first, second if second != first else f"{second} again")
+
+
+def run_server_benchmarks(
+    spec: servers.ServerSpec,
+    env: dict[str, str],
+    logs: Path,
+    load: throughput.LoadGenerator,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    columns = list(zip(column_keys(args.handlers), args.handlers, strict=True))
+    runs: dict[str, Any] = {key: {"handler": handler} for key, handler in columns}
+    if args.only != "memory":
+        for key, results in run_throughput(spec, columns, env, logs, load, args).items():
+            runs[key]["throughput"] = results
+    if args.only != "throughput":
+        for key, handler in columns:
+            runs[key]["memory"] = run_memory(spec, handler, key, env, logs)
+    return {"version": spec.version, "handlers": runs}
+
+
+def estimated_minutes(args: argparse.Namespace) -> float:
+    per_handler = 0.0
+    if args.only != "memory":
+        endpoint_seconds = args.duration + args.warmup + 0.5
+        per_handler += args.rounds * (len(throughput.ENDPOINTS) * endpoint_seconds + 3)
+    if args.only != "throughput":
+        per_handler += 30  # two fresh servers, warm-ups and transfers; stock downloads are slowest
+    return len(args.servers) * 2 * per_handler / 60
+
+
+def save_results(results: dict[str, Any], stamp: str) -> Path:
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"{stamp}.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    return path
+
+
+def stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # Turning SIGTERM into SystemExit runs the finally blocks that stop the servers.
+    sys.exit(128 + signum)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    command = shlex.join([sys.executable, *sys.argv])
+    usable_cores = check_cores()
+    load = throughput.find_load_generator(args.load_generator, allow_install=os.geteuid() == 0)
+    # Clients (the fallback generator, the memory clients) share the load core with wrk.
+    os.sched_setaffinity(0, {throughput.LOAD_CORE})
+    facts = machine.machine_facts(usable_cores, load.description)
+    print_header(command, facts, args)
+    busy_at_start = machine.warn_if_busy("at start")
+    stamp = datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
+    logs = RESULTS_DIR / f"{stamp}-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {
+        "command": command,
+        "started_at": datetime.now().isoformat(timespec="seconds"),
+        "machine": facts,
+        "settings": {
+            "servers": args.servers,
+            "handlers": list(args.handlers),
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "rounds": args.rounds,
+            "interleave": args.interleave,
+            "connections": args.connections,
+            "only": args.only,
+        },
+        "servers": {},
+    }
+    print(f"expected runtime: about {estimated_minutes(args):.0f} min; server logs in {logs}\n")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="asgi_bridge_bench_") as workdir:
+        env = prepare_project(Path(workdir))
+        for name in args.servers:
+            spec = servers.SERVERS[name]
+            print(f"{name} {spec.version}:", flush=True)
+            results["servers"][name] = run_server_benchmarks(spec, env, logs, load, args)
+    results["finished_at"] = datetime.now().isoformat(timespec="seconds")
+    results["other_cpu_use_percent"] = {
+        "start": busy_at_start,
+        "end": machine.warn_if_busy("at end"),
+    }
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    path = save_results(results, stamp)
+
+    print()
+    for name, server in results["servers"].items():
+        print(
+            f"== {name} {server['version']}: requests/s (higher is better), "
+            f"peak RSS growth (lower is better); load generator: {load.description} =="
+        )
+        print(report.render_server_table(server, column_keys(args.handlers)))
+        print()
+    print(
+        f"elapsed: {results['elapsed_s']:.0f}s; raw results: {path.relative_to(BENCH_DIR.parent)}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:
+        # The servers' context managers have already stopped them while this unwound.
+        print("\ninterrupted: every server started has been stopped.", file=sys.stderr)
+        sys.exit(130)
