@@ -168,8 +168,8 @@ class ASGIHandler(django_asgi.ASGIHandler):
 
     async def read_body(self, receive: Receive) -> IO[bytes]:
         """Read the HTTP body into a file that rolls over from memory to disk as it grows."""
-        limit = bridge_settings().max_request_body_size
-        timeout = bridge_settings().body_receive_timeout
+        config = bridge_settings()
+        limit, timeout = config.max_request_body_size, config.body_receive_timeout
         in_memory_limit = settings.FILE_UPLOAD_MAX_MEMORY_SIZE
         # Returned open: the caller owns it; every error path below closes it.
         body_file = tempfile.SpooledTemporaryFile(max_size=in_memory_limit, mode="w+b")  # noqa: SIM115
