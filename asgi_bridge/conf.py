@@ -13,6 +13,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 SETTING_NAME = "ASGI_BRIDGE"
+DEFAULT_THREADS = 32
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,9 @@ class BridgeSettings:
 
     max_request_body_size: int | None = None
     body_receive_timeout: float | None = None
+    # Pooled threads that run requests' sync code; also the most database connections a
+    # process keeps open with CONN_MAX_AGE.
+    threads: int = DEFAULT_THREADS
 
 
 def _optional_positive_int(key: str, value: Any) -> int | None:
@@ -43,10 +47,19 @@ def _optional_positive_seconds(key: str, value: Any) -> float | None:
     return float(value)
 
 
+def _positive_int(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ImproperlyConfigured(
+            f"{SETTING_NAME}[{key!r}] must be a positive integer, not {value!r}."
+        )
+    return value
+
+
 # Each key maps to the dataclass field it fills and the validator for its value.
 _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "MAX_REQUEST_BODY_SIZE": ("max_request_body_size", _optional_positive_int),
     "BODY_RECEIVE_TIMEOUT": ("body_receive_timeout", _optional_positive_seconds),
+    "THREADS": ("threads", _positive_int),
 }
 
 

@@ -10,15 +10,17 @@ from collections.abc import Coroutine
 from contextlib import closing
 from typing import IO, Any, cast
 
-from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers import asgi as django_asgi
-from django.http import HttpResponse
+from django.core.handlers.base import BaseHandler
+from django.http import FileResponse, HttpResponse
 from django.http.response import HttpResponseBase
 from django.urls import set_script_prefix
 
+from .chain import SyncChainHandler, middleware_hops_in_async_mode
 from .conf import bridge_settings
 from .exceptions import RequestBodyTimeout, RequestBodyTooLarge
 from .request import ASGIRequest, get_script_prefix
@@ -32,6 +34,7 @@ from .sending import (
     send_sync_stream,
     start_message,
 )
+from .threads import RequestThreadPool, executor_context, request_threads
 from .types import Message, Receive, Scope, Send
 
 logger = logging.getLogger("django.request")
@@ -72,10 +75,40 @@ def raise_unexpected_error(task: asyncio.Task[Any]) -> None:
         raise error
 
 
+class RequestCycle:
+    """What one request has produced so far; filled on whichever thread produces it."""
+
+    __slots__ = ("closed", "response")
+
+    def __init__(self) -> None:
+        self.response: HttpResponseBase | None = None
+        self.closed = False
+
+    def close(self, handler_class: type) -> None:
+        """Close the response (which sends request_finished), or send request_finished if none."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.response is None:
+            signals.request_finished.send(sender=handler_class)
+        else:
+            self.response.close()
+
+
+def finish_cycle(cycle: RequestCycle, handler_class: type) -> None:
+    cycle.close(handler_class)
+
+
+# Thread-sensitive: it runs on the request's thread, after whatever still runs there.
+finish_in_thread = sync_to_async(finish_cycle)
+
+
 class ASGIHandler(django_asgi.ASGIHandler):
     """Handler for ASGI requests, with the same overridable steps as Django's."""
 
     request_class = ASGIRequest
+    # Set by __init__; subclasses that skip it (ASGIStaticFilesHandler) use the async chain.
+    sync_handler: SyncChainHandler | None = None
     # Size to chunk response bodies into for multiple response messages.
     chunk_size = 2**16
 
@@ -83,14 +116,42 @@ class ASGIHandler(django_asgi.ASGIHandler):
         # Validates ASGI_BRIDGE at startup, so a typo fails loudly before the first request.
         bridge_settings()
         super().__init__()
+        self.sync_handler = self.load_sync_chain()
+        # Built once: making a sync_to_async wrapper costs more than a request's own work.
+        self._respond_in_thread = sync_to_async(self.respond_in_thread)
+
+    def load_sync_chain(self) -> SyncChainHandler | None:
+        """Django's sync middleware chain, if it serves requests with fewer thread hops.
+
+        Around sync middleware, Django's async chain hops to a thread and back for every
+        middleware half; the sync chain runs them all, and a sync view, in one visit to the
+        request's thread, as under WSGI. An async view is awaited on the event loop from there.
+        Only a chain whose middleware is all natively async is better left async, and so is a
+        subclass that overrides get_response_async.
+        """
+        if type(self).get_response_async is not BaseHandler.get_response_async:
+            return None
+        if not middleware_hops_in_async_mode(settings.MIDDLEWARE):
+            return None
+        return SyncChainHandler()
+
+    def request_threads(self) -> RequestThreadPool:
+        """The pool whose threads run the sync code of requests."""
+        return request_threads(bridge_settings().threads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             raise ValueError(
                 "Django can only handle ASGI/HTTP connections, not %s." % scope["type"]
             )
-        async with ThreadSensitiveContext():
-            await self.handle(scope, receive, send)
+        # All thread-sensitive sync code of this request runs on one pooled thread, lent on
+        # first use and given back once the request is over and that code has returned.
+        executor = self.request_threads().executor()
+        try:
+            async with executor_context(executor):
+                await self.handle(scope, receive, send)
+        finally:
+            executor.release()
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Read the body, run the view and send its response, unless the client leaves first."""
@@ -110,31 +171,73 @@ class ASGIHandler(django_asgi.ASGIHandler):
             return
         with closing(body_file):
             set_script_prefix(get_script_prefix(scope))
+            cycle = RequestCycle()
+            try:
+                await self.run_until_disconnect(
+                    self.respond(scope, body_file, channel, cycle), receive
+                )
+            finally:
+                # On the request's thread, after anything still running there: exactly one
+                # request_finished, from response.close() when there is a response.
+                if cycle.response is not None:
+                    await close_async_stream(cycle.response)
+                if not cycle.closed:
+                    await finish_in_thread(cycle, self.__class__)
+
+    async def respond(
+        self, scope: Scope, body_file: IO[bytes], channel: ResponseChannel, cycle: RequestCycle
+    ) -> None:
+        """Run the request through Django and send the response it gives."""
+        if self.sync_handler is not None and not self.overrides_run_get_response():
+            # One visit to the request's thread: signal, request, middleware and sync view.
+            await self._respond_in_thread(scope, body_file, cycle)
+        else:
             await signals.request_started.asend(sender=self.__class__, scope=scope)
             request, error_response = self.create_request(scope, body_file)
             if request is None:
-                await self.send_and_close(cast(HttpResponseBase, error_response), channel)
-                return
+                error_response._handler_class = self.__class__  # type: ignore[union-attr]
+                cycle.response = error_response
+            else:
+                cycle.response = await self.run_get_response(cast(ASGIRequest, request))
+        assert cycle.response is not None
+        await self.send_response(cycle.response, channel)
 
-            response: HttpResponseBase | None = None
+    def respond_in_thread(self, scope: Scope, body_file: IO[bytes], cycle: RequestCycle) -> None:
+        """What a WSGI handler does for a request, except sending: runs on the request's thread.
 
-            async def process_request() -> None:
-                nonlocal response
-                response = await self.run_get_response(request)
-                await self.send_response(response, channel)
+        The response is stored on ``cycle`` here, not returned, so that it is closed even when
+        the client has left and nobody awaits this any more.
+        """
+        assert self.sync_handler is not None
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            response = cast(HttpResponseBase, error_response)
+        else:
+            response = self.sync_handler.get_response(request)
+            if isinstance(response, FileResponse):
+                response.block_size = self.chunk_size
+        response._handler_class = self.__class__  # type: ignore[attr-defined]
+        cycle.response = response
+        if not response.streaming:
+            # The body is in memory, so nothing is left to do on this thread: closing now
+            # (request_finished) saves the request a second visit after sending.
+            cycle.close(self.__class__)
 
-            try:
-                await self.run_until_disconnect(process_request(), receive)
-            finally:
-                # Exactly one request_finished: response.close() sends it when there is a response.
-                if response is None:
-                    await signals.request_finished.asend(sender=self.__class__)
-                else:
-                    await self.close_response(response)
+    def overrides_run_get_response(self) -> bool:
+        # A subclass wrapping run_get_response (instrumentation does) must see every request.
+        return type(self).run_get_response is not ASGIHandler.run_get_response
 
     async def run_until_disconnect(self, work: Coroutine[Any, Any, None], receive: Receive) -> None:
         """Run ``work``, cancelling it if the client disconnects first."""
         listener = asyncio.create_task(self.listen_for_disconnect(receive))
+        # One turn of the loop lets the listener see a disconnect that is already queued, so
+        # that it wins over a pooled thread fast enough to answer before the loop turns again.
+        await asyncio.sleep(0)
+        if listener.done():
+            work.close()
+            raise_unexpected_error(listener)
+            return
         worker = asyncio.create_task(work)
         try:
             await asyncio.wait((listener, worker), return_when=asyncio.FIRST_COMPLETED)
@@ -144,6 +247,18 @@ class ASGIHandler(django_asgi.ASGIHandler):
             await cancel_and_wait(worker)
         raise_unexpected_error(listener)
         raise_unexpected_error(worker)
+
+    async def run_get_response(self, request: ASGIRequest) -> HttpResponseBase:  # type: ignore[override]
+        """Get the response: through the sync chain on the request's thread, or async."""
+        if self.sync_handler is not None:
+            response = await sync_to_async(self.sync_handler.get_response)(request)
+        else:
+            response = await self.get_response_async(request)
+        response._handler_class = self.__class__  # type: ignore[attr-defined]
+        # The server does the low-level chunking, so a file is read in large blocks.
+        if isinstance(response, FileResponse):
+            response.block_size = self.chunk_size
+        return response
 
     async def listen_for_disconnect(self, receive: Receive) -> None:
         """Listen for disconnect from the client."""

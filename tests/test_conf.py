@@ -67,3 +67,19 @@ class StartupValidationTests(SimpleTestCase):
         with override_settings(ASGI_BRIDGE={"MAX_REQUEST_BODY_SIZE": 5}):
             self.assertEqual(bridge_settings().max_request_body_size, 5)
         self.assertIsNone(bridge_settings().max_request_body_size)
+
+
+class ThreadsSettingTests(SimpleTestCase):
+    def test_default_and_valid(self) -> None:
+        self.assertEqual(parse_settings({}).threads, 32)
+        self.assertEqual(parse_settings({"THREADS": 4}).threads, 4)
+
+    def test_bad_values_named(self) -> None:
+        for value in (0, -2, None, "8", 2.0, True):
+            with (
+                self.subTest(value=value),
+                self.assertRaisesMessage(
+                    ImproperlyConfigured, "ASGI_BRIDGE['THREADS'] must be a positive integer"
+                ),
+            ):
+                parse_settings({"THREADS": value})

@@ -412,3 +412,131 @@ class ConcurrencyTests(HandlerTestCase):
             await task
         self.assertTrue(urls.observed["closed"])
         self.assertEqual(len(self.finished.threads), 1)
+
+
+SYNC_CHAIN = ["tests.middleware.RecordingMiddleware"]
+ASYNC_CHAIN = ["tests.middleware.AsyncOnlyMiddleware"]
+
+
+async def wait_for_event(event: threading.Event) -> None:
+    """Wait for a thread-side event without blocking the event loop (bounded)."""
+    for _ in range(500):
+        if event.is_set():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the view never started")
+
+
+class ThreadModelTests(HandlerTestCase):
+    """Where sync code runs, with either middleware chain; subclasses pick the chain."""
+
+    middleware: list[str] = []
+
+    def setUp(self) -> None:
+        super().setUp()
+        settings_override = override_settings(MIDDLEWARE=self.middleware)
+        settings_override.enable()
+        self.addCleanup(settings_override.disable)
+        self.started = SignalCounter()
+        request_started.connect(self.started)
+        self.addCleanup(request_started.disconnect, self.started)
+
+    async def test_sync_code_of_a_request_runs_on_one_pooled_thread(self) -> None:
+        messages = await self.request(http_scope("/"))
+        self.assertEqual(messages[0]["status"], 200)
+        view_thread = urls.observed["view_thread"]
+        self.assertEqual(self.started.threads, [view_thread])
+        self.assertEqual(self.finished.threads, [view_thread])
+        self.assertNotEqual(view_thread, threading.get_ident())
+        names = {thread.ident: thread.name for thread in threading.enumerate()}
+        self.assertTrue(names[view_thread].startswith("asgi_bridge-"))
+
+    async def test_async_view_runs_on_the_event_loop(self) -> None:
+        messages = await self.request(http_scope("/async/"))
+        self.assertEqual(body_of(messages), b"Hello async!")
+        self.assertEqual(urls.observed["view_thread"], threading.get_ident())
+        self.assertEqual(len(self.finished.threads), 1)
+
+    async def test_concurrent_sync_views_run_on_different_threads(self) -> None:
+        urls.observed["barrier"] = threading.Barrier(2, timeout=5)
+        results = await asyncio.gather(
+            self.request(http_scope("/meeting/")), self.request(http_scope("/meeting/"))
+        )
+        self.assertEqual([body_of(messages) for messages in results], [b"met", b"met"])
+        self.assertEqual(len(set(urls.observed["meeting_threads"])), 2)
+
+    @override_settings(ASGI_BRIDGE={"THREADS": 2})
+    async def test_requests_share_a_bounded_pool(self) -> None:
+        # Four views that meet in pairs need two threads at once, and never more than two.
+        urls.observed["barrier"] = threading.Barrier(2, timeout=5)
+        results = await asyncio.gather(*(self.request(http_scope("/meeting/")) for _ in range(4)))
+        self.assertEqual([body_of(messages) for messages in results], [b"met"] * 4)
+        self.assertEqual(len(set(urls.observed["meeting_threads"])), 2)
+        self.assertEqual(len(self.finished.threads), 4)
+
+    @override_settings(ASGI_BRIDGE={"THREADS": 1})
+    async def test_a_view_that_outlives_its_client_keeps_its_thread(self) -> None:
+        urls.observed.update(view_started=threading.Event(), release=threading.Event())
+        application = get_asgi_application()
+        left = ApplicationCommunicator(application, http_scope("/blocking/"))
+        await left.send_input({"type": "http.request"})
+        await wait_for_event(urls.observed["view_started"])
+        await left.send_input({"type": "http.disconnect"})
+        blocked_thread = urls.observed["view_thread"]
+        # The only thread is still busy with the view, so the next request waits for it.
+        waiting = asyncio.ensure_future(self.request(http_scope("/"), application=application))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        self.assertFalse(waiting.done())
+        self.assertNotIn("view_returned", urls.observed)
+        urls.observed["release"].set()
+        messages = await waiting
+        await left.wait(timeout=5)
+        self.assertTrue(urls.observed["view_returned"])
+        self.assertEqual(body_of(messages), b"Hello World!")
+        self.assertEqual(urls.observed["view_thread"], blocked_thread)
+        self.assertEqual(self.finished.threads, [blocked_thread, blocked_thread])
+        self.assertTrue(await left.receive_nothing())
+
+    async def test_async_view_is_cancelled_when_the_client_leaves(self) -> None:
+        urls.observed["view_started"] = threading.Event()
+        communicator = ApplicationCommunicator(
+            get_asgi_application(), http_scope("/async/waiting/")
+        )
+        await communicator.send_input({"type": "http.request"})
+        await wait_for_event(urls.observed["view_started"])
+        await communicator.send_input({"type": "http.disconnect"})
+        await communicator.wait(timeout=5)
+        self.assertTrue(urls.observed.get("view_cancelled"))
+        self.assertEqual(len(self.finished.threads), 1)
+        self.assertTrue(await communicator.receive_nothing())
+
+    async def test_request_finished_once_for_a_sync_stream_after_its_parts(self) -> None:
+        messages = await self.request(http_scope("/stream/sync/", query_string=b"n=3"))
+        self.assertEqual(body_of(messages), b"part 0\npart 1\npart 2\n")
+        self.assertTrue(urls.observed["closed"])
+        self.assertEqual(self.finished.threads, [urls.observed["view_thread"]])
+
+
+class SyncChainThreadModelTests(ThreadModelTests):
+    middleware = SYNC_CHAIN
+
+    async def test_middleware_runs_with_the_view_in_one_thread_visit(self) -> None:
+        self.assertIsNotNone(get_asgi_application().sync_handler)
+        await self.request(http_scope("/"))
+        self.assertEqual(urls.observed["middleware_threads"], [urls.observed["view_thread"]] * 2)
+
+    async def test_middleware_around_an_async_view_still_runs_off_the_loop(self) -> None:
+        await self.request(http_scope("/async/"))
+        threads = urls.observed["middleware_threads"]
+        self.assertEqual(len(set(threads)), 1)
+        self.assertNotEqual(threads[0], threading.get_ident())
+
+
+class AsyncChainThreadModelTests(ThreadModelTests):
+    middleware = ASYNC_CHAIN
+
+    async def test_async_middleware_runs_on_the_loop(self) -> None:
+        self.assertIsNone(get_asgi_application().sync_handler)
+        await self.request(http_scope("/async/"))
+        self.assertEqual(urls.observed["middleware_threads"], [threading.get_ident()])

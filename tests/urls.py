@@ -21,6 +21,7 @@ def hello(request: HttpRequest) -> HttpResponse:
 
 
 async def async_hello(request: HttpRequest) -> HttpResponse:
+    observed["view_thread"] = threading.get_ident()
     return HttpResponse("Hello async!")
 
 
@@ -93,6 +94,33 @@ def file_download(request: HttpRequest) -> FileResponse:
     return response
 
 
+def blocking(request: HttpRequest) -> HttpResponse:
+    """Holds its thread until the test sets observed["release"]."""
+    observed["view_thread"] = threading.get_ident()
+    observed["view_started"].set()
+    observed["release"].wait(5)
+    observed["view_returned"] = True
+    return HttpResponse("released")
+
+
+def meeting(request: HttpRequest) -> HttpResponse:
+    """Returns once as many requests as the barrier expects are in their views at once."""
+    observed.setdefault("meeting_threads", []).append(threading.get_ident())
+    observed["barrier"].wait()
+    return HttpResponse("met")
+
+
+async def async_waiting(request: HttpRequest) -> HttpResponse:
+    observed["view_thread"] = threading.get_ident()
+    observed["view_started"].set()
+    try:
+        await asyncio.sleep(10)
+    except asyncio.CancelledError:
+        observed["view_cancelled"] = True
+        raise
+    return HttpResponse("not cancelled")
+
+
 @csrf_exempt
 def echo(request: HttpRequest) -> HttpResponse:
     return HttpResponse(request.body)
@@ -101,6 +129,9 @@ def echo(request: HttpRequest) -> HttpResponse:
 urlpatterns = [
     path("", hello),
     path("async/", async_hello),
+    path("blocking/", blocking),
+    path("meeting/", meeting),
+    path("async/waiting/", async_waiting),
     path("stream/sync/", sync_stream),
     path("stream/async/", async_stream),
     path("stream/big/", big_part_stream),

@@ -1,0 +1,252 @@
+"""Where sync code runs: a bounded pool of long-lived threads, one lent to each request.
+
+Django's own handler gives every request a fresh single-thread executor (two new OS threads,
+one of them only to join the other) so that all of a request's sync code runs on one thread.
+Here a request gets a ``RequestExecutor`` instead: the first sync call binds it to an idle pooled
+thread (or waits for one), every later call of that request runs on the same thread, in order,
+and the thread goes back to the pool when the request is over *and* its work has drained, so a
+sync view that outlives its disconnected client still owns its thread until it returns.
+"""
+
+from __future__ import annotations
+
+import atexit
+import inspect
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from queue import SimpleQueue
+from typing import Any, TypeVar, cast
+
+from asgiref.sync import SyncToAsync, ThreadSensitiveContext
+
+logger = logging.getLogger("asgi_bridge")
+
+T = TypeVar("T")
+
+# A job is (future, function, args, kwargs); _RELEASE ends a request's turn on a thread.
+Job = tuple["Future[Any]", Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+_RELEASE = object()
+# Tells an idle pooled thread to exit; only the pool's shutdown sends it.
+_EXIT = object()
+
+_thread_numbers = itertools.count(1)
+
+
+class RequestExecutor(Executor):
+    """The executor of one request: its jobs run one at a time, in order, on one pooled thread.
+
+    ``submit`` never blocks: before the request has a thread its jobs wait in its own queue.
+    ``shutdown`` never blocks either: it queues the release, which runs after the pending jobs.
+    """
+
+    def __init__(self, pool: RequestThreadPool) -> None:
+        self._pool = pool
+        self._jobs: SimpleQueue[Job | object] = SimpleQueue()
+        self._lock = threading.Lock()
+        self._bound = False
+        self._released = False
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        with self._lock:
+            if self._released:
+                raise RuntimeError("cannot schedule new futures after the request has ended")
+            self._jobs.put((future, fn, args, kwargs))
+            first_job = not self._bound
+            self._bound = True
+        if first_job:
+            self._pool.lend_thread(self)
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Give the thread back once the queued jobs are done. Never blocks: ``wait`` is ignored."""
+        with self._lock:
+            if self._released:
+                return
+            self._released = True
+            bound = self._bound
+        if bound:
+            self._jobs.put(_RELEASE)
+
+    release = shutdown
+
+    def run_jobs(self) -> None:
+        """On the lent thread: run this request's jobs until it is released."""
+        while (job := self._jobs.get()) is not _RELEASE:
+            run_job(cast(Job, job))
+            # Drop the reference so a finished request's objects are not kept alive meanwhile.
+            del job
+
+
+def run_job(job: Job) -> None:
+    future, fn, args, kwargs = job
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException as error:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class PooledThread:
+    """One long-lived thread; it serves one request at a time, handed to it through its inbox."""
+
+    def __init__(self, pool: RequestThreadPool) -> None:
+        self._pool = pool
+        self._inbox: SimpleQueue[RequestExecutor | object] = SimpleQueue()
+        self.thread = threading.Thread(
+            target=self._serve,
+            name=f"asgi_bridge-{next(_thread_numbers)}",
+            daemon=True,
+        )
+
+    def hand(self, executor: RequestExecutor | object) -> None:
+        self._inbox.put(executor)
+
+    def _serve(self) -> None:
+        try:
+            while (executor := self._inbox.get()) is not _EXIT:
+                assert isinstance(executor, RequestExecutor)
+                executor.run_jobs()
+                del executor
+                self._pool.take_back(self)
+        finally:
+            self._pool.thread_exited(self)
+
+
+class RequestThreadPool:
+    """At most ``max_threads`` threads, started on demand and kept for the life of the process.
+
+    ``on_thread_exit`` runs on each thread as it exits at shutdown (asgi_bridge closes the
+    thread's database connections there).
+    """
+
+    def __init__(self, max_threads: int, on_thread_exit: Callable[[], None] | None = None) -> None:
+        if max_threads < 1:
+            raise ValueError("max_threads must be at least 1")
+        self.max_threads = max_threads
+        self._on_thread_exit = on_thread_exit
+        self._lock = threading.Lock()
+        self._idle: list[PooledThread] = []
+        self._waiting: deque[RequestExecutor] = deque()
+        self._threads: set[PooledThread] = set()
+        self._closed = False
+
+    def executor(self) -> RequestExecutor:
+        """A new request's executor; it takes a thread only when it is first given work."""
+        return RequestExecutor(self)
+
+    @property
+    def thread_count(self) -> int:
+        return len(self._threads)
+
+    @property
+    def idle_count(self) -> int:
+        return len(self._idle)
+
+    def lend_thread(self, executor: RequestExecutor) -> None:
+        with self._lock:
+            if self._idle:
+                # The most recently used thread first: its caches and connections are warm.
+                worker = self._idle.pop()
+            elif len(self._threads) < self.max_threads and not self._closed:
+                worker = PooledThread(self)
+                self._threads.add(worker)
+                worker.thread.start()
+            else:
+                self._waiting.append(executor)
+                return
+        worker.hand(executor)
+
+    def take_back(self, worker: PooledThread) -> None:
+        """Called by a thread whose request ended: serve the next waiting request, or idle."""
+        with self._lock:
+            if self._waiting:
+                worker.hand(self._waiting.popleft())
+            elif self._closed:
+                worker.hand(_EXIT)
+            else:
+                self._idle.append(worker)
+
+    def thread_exited(self, worker: PooledThread) -> None:
+        try:
+            if self._on_thread_exit is not None:
+                self._on_thread_exit()
+        except Exception:
+            logger.exception("Error while closing pooled thread %s", worker.thread.name)
+        finally:
+            with self._lock:
+                self._threads.discard(worker)
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop idle threads now and busy ones when their request ends; wait up to ``timeout``."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            threads = list(self._threads)
+        for worker in idle:
+            worker.hand(_EXIT)
+        deadline = time.monotonic() + timeout
+        for worker in threads:
+            if worker.thread is not threading.current_thread():
+                worker.thread.join(max(0.0, deadline - time.monotonic()))
+
+
+# asgiref 3.13 added ThreadSensitiveContext(executor=...). Older versions look the executor up
+# in SyncToAsync.context_to_thread_executor and call its shutdown() on exit, which for a
+# RequestExecutor only queues the release, so registering it there works the same way.
+_CONTEXT_TAKES_EXECUTOR = "executor" in inspect.signature(ThreadSensitiveContext).parameters
+
+
+class _LegacyExecutorContext(ThreadSensitiveContext):
+    def __init__(self, executor: Executor) -> None:
+        super().__init__()
+        self._given_executor = executor
+
+    async def __aenter__(self) -> ThreadSensitiveContext:
+        await super().__aenter__()  # type: ignore[no-untyped-call]
+        if self.token is not None:
+            SyncToAsync.context_to_thread_executor[self] = self._given_executor
+        return self
+
+
+def executor_context(executor: Executor) -> ThreadSensitiveContext:
+    """A thread-sensitive context whose sync_to_async calls all run on ``executor``."""
+    if _CONTEXT_TAKES_EXECUTOR:
+        return ThreadSensitiveContext(executor=executor)  # type: ignore[call-arg,unused-ignore]
+    return _LegacyExecutorContext(executor)
+
+
+_pool: RequestThreadPool | None = None
+_pool_lock = threading.Lock()
+
+
+def close_thread_connections() -> None:
+    from django.db import connections
+
+    connections.close_all()
+
+
+def request_threads(max_threads: int) -> RequestThreadPool:
+    """The process's pool, created on first use; a new size replaces it (override_settings)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool.max_threads != max_threads:
+            old, _pool = _pool, RequestThreadPool(max_threads, close_thread_connections)
+            if old is not None:
+                old.shutdown(timeout=0)
+        return _pool
+
+
+@atexit.register
+def _shutdown_pool() -> None:
+    # Idle threads close their database connections before the interpreter goes away.
+    if _pool is not None:
+        _pool.shutdown()

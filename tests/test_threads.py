@@ -1,0 +1,208 @@
+"""RequestThreadPool and RequestExecutor: one thread per request, bounded, reused, drained."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.test import SimpleTestCase
+
+from asgi_bridge.threads import RequestThreadPool, executor_context
+
+WAIT = 5.0
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.001)
+
+
+def current_thread() -> threading.Thread:
+    return threading.current_thread()
+
+
+class PoolTestCase(SimpleTestCase):
+    def make_pool(self, size: int, on_exit: Callable[[], None] | None = None) -> RequestThreadPool:
+        pool = RequestThreadPool(size, on_exit)
+        self.addCleanup(pool.shutdown)
+        return pool
+
+
+class RequestExecutorTests(PoolTestCase):
+    def test_jobs_of_one_request_run_in_order_on_one_thread(self) -> None:
+        executor = self.make_pool(4).executor()
+        seen: list[tuple[int, threading.Thread]] = []
+        futures = [
+            executor.submit(lambda i=i: seen.append((i, threading.current_thread())))
+            for i in range(20)
+        ]
+        for future in futures:
+            future.result(WAIT)
+        executor.release()
+        self.assertEqual([index for index, _ in seen], list(range(20)))
+        self.assertEqual(len({thread for _, thread in seen}), 1)
+        self.assertTrue(seen[0][1].name.startswith("asgi_bridge-"))
+        self.assertIsNot(seen[0][1], threading.current_thread())
+
+    def test_exceptions_reach_the_future(self) -> None:
+        executor = self.make_pool(1).executor()
+        future = executor.submit(int, "not a number")
+        with self.assertRaises(ValueError):
+            future.result(WAIT)
+        executor.release()
+
+    def test_no_thread_is_taken_before_the_first_job(self) -> None:
+        pool = self.make_pool(2)
+        executor = pool.executor()
+        self.assertEqual(pool.thread_count, 0)
+        executor.release()
+        self.assertEqual(pool.thread_count, 0)
+
+    def test_submit_after_release_is_refused(self) -> None:
+        executor = self.make_pool(1).executor()
+        executor.release()
+        with self.assertRaisesMessage(RuntimeError, "after the request has ended"):
+            executor.submit(print)
+
+    def test_release_is_idempotent_and_shutdown_is_release(self) -> None:
+        pool = self.make_pool(1)
+        executor = pool.executor()
+        executor.submit(current_thread).result(WAIT)
+        executor.shutdown(wait=True)
+        executor.release()
+        # The single thread is free again: another request gets it.
+        other = pool.executor()
+        self.assertIsNotNone(other.submit(current_thread).result(WAIT))
+        other.release()
+
+
+class RequestThreadPoolTests(PoolTestCase):
+    def test_an_idle_thread_is_reused(self) -> None:
+        pool = self.make_pool(4)
+        threads = []
+        for _ in range(5):
+            executor = pool.executor()
+            threads.append(executor.submit(current_thread).result(WAIT))
+            executor.release()
+            # release() is asynchronous: wait until the thread is back before the next request.
+            wait_until(lambda: pool.idle_count == pool.thread_count)
+        self.assertEqual(len(set(threads)), 1)
+        self.assertEqual(pool.thread_count, 1)
+
+    def test_concurrent_requests_get_different_threads(self) -> None:
+        pool = self.make_pool(4)
+        barrier = threading.Barrier(3, timeout=WAIT)
+        executors = [pool.executor() for _ in range(3)]
+
+        def meet() -> threading.Thread:
+            barrier.wait()
+            return threading.current_thread()
+
+        futures = [executor.submit(meet) for executor in executors]
+        threads = {future.result(WAIT) for future in futures}
+        for executor in executors:
+            executor.release()
+        self.assertEqual(len(threads), 3)
+
+    def test_requests_wait_for_a_thread_when_all_are_lent(self) -> None:
+        pool = self.make_pool(1)
+        first, second = pool.executor(), pool.executor()
+        gate = threading.Event()
+        started: Future[threading.Thread] = first.submit(
+            lambda: gate.wait(WAIT) and current_thread()
+        )
+        waiting = second.submit(current_thread)
+        # The second request has no thread while the first one holds the only one.
+        self.assertFalse(waiting.done())
+        first.release()
+        self.assertFalse(waiting.done())
+        gate.set()
+        self.assertIs(waiting.result(WAIT), started.result(WAIT))
+        second.release()
+        self.assertEqual(pool.thread_count, 1)
+
+    def test_a_thread_goes_back_only_when_its_work_has_returned(self) -> None:
+        pool = self.make_pool(1)
+        lender = pool.executor()
+        gate = threading.Event()
+        lender.submit(gate.wait, WAIT)
+        # The request ends (its client left) while its sync code still runs.
+        lender.release()
+        other = pool.executor()
+        waiting = other.submit(current_thread)
+        self.assertFalse(waiting.done())
+        gate.set()
+        waiting.result(WAIT)
+        other.release()
+
+    def test_a_cancelled_job_is_skipped(self) -> None:
+        pool = self.make_pool(1)
+        holder, queued = pool.executor(), pool.executor()
+        gate = threading.Event()
+        holder.submit(gate.wait, WAIT)
+        ran: list[str] = []
+        skipped = queued.submit(ran.append, "skipped")
+        self.assertTrue(skipped.cancel())
+        after = queued.submit(ran.append, "after")
+        holder.release()
+        queued.release()
+        gate.set()
+        after.result(WAIT)
+        self.assertEqual(ran, ["after"])
+
+    def test_shutdown_runs_the_exit_hook_on_each_thread(self) -> None:
+        exits: list[threading.Thread] = []
+        pool = RequestThreadPool(2, lambda: exits.append(threading.current_thread()))
+        barrier = threading.Barrier(2, timeout=WAIT)
+        executors = [pool.executor(), pool.executor()]
+        threads = [
+            executor.submit(lambda: barrier.wait() is not None and current_thread())
+            for executor in executors
+        ]
+        lent = {future.result(WAIT) for future in threads}
+        for executor in executors:
+            executor.release()
+        pool.shutdown(timeout=WAIT)
+        self.assertEqual(set(exits), lent)
+        self.assertEqual(pool.thread_count, 0)
+
+    def test_size_must_be_positive(self) -> None:
+        with self.assertRaises(ValueError):
+            RequestThreadPool(0)
+
+
+class ExecutorContextTests(PoolTestCase):
+    async def test_sync_to_async_calls_run_on_the_request_thread(self) -> None:
+        pool = self.make_pool(2)
+        executor = pool.executor()
+        async with executor_context(executor):
+            first = await sync_to_async(current_thread)()
+            second = await sync_to_async(current_thread)()
+        executor.release()
+        self.assertIs(first, second)
+        self.assertTrue(first.name.startswith("asgi_bridge-"))
+
+    async def test_two_requests_in_parallel_use_two_threads(self) -> None:
+        pool = self.make_pool(2)
+        barrier = threading.Barrier(2, timeout=WAIT)
+
+        async def request() -> Any:
+            executor = pool.executor()
+            try:
+                async with executor_context(executor):
+                    return await sync_to_async(
+                        lambda: barrier.wait() is not None and current_thread()
+                    )()
+            finally:
+                executor.release()
+
+        first, second = await asyncio.gather(request(), request())
+        self.assertIsNot(first, second)
