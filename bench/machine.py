@@ -23,6 +23,7 @@ REPORTED_PACKAGES = (
     "uvloop",
     "httptools",
     "granian",
+    "gunicorn",
 )
 
 

@@ -1,43 +1,78 @@
-"""Rendering the side-by-side table (one per server) from the raw results run.py collects.
+"""Rendering the side-by-side table and the issue #3 targets (per server) from the raw results.
 
-Works on the same plain dicts that go into the JSON file, so a table can be re-rendered from a
-saved result with ``render_server_table``.
+Works on the same plain dicts that go into the JSON file, so a saved result can be re-rendered
+with ``render_server_table`` and ``render_targets``.
 """
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from memory import SCENARIOS
 from throughput import ENDPOINTS
 
-COLUMN_TITLES = {"stock": "stock", "bridge": "asgi_bridge"}
+COLUMN_TITLES = {"stock": "stock", "bridge": "asgi_bridge", "wsgi": "wsgi (gunicorn)"}
 FLAG = "!"
+NOTE = "*"
+REQUESTS = "requests_per_second"
+CPU = "cpu_us_per_request"
+
+
+class Columns(NamedTuple):
+    """The result slots shown: the baseline, the handler compared with it, the WSGI baseline."""
+
+    base: str
+    ours: str
+    wsgi: str | None
+
+
+@dataclass(frozen=True)
+class Target:
+    endpoint: str
+    baseline: str  # the handler asgi_bridge is compared with: "stock" or "wsgi"
+    factor: float
+    wording: str
+
+
+# Issue #3. Each holds on uvicorn and, as the same ordering, on granian.
+ISSUE_TARGETS = (
+    Target("async_hello", "stock", 4.0, "async hello: asgi_bridge >= 4x stock ASGI"),
+    Target("sync_hello", "wsgi", 1.0, "sync hello: asgi_bridge >= WSGI on gunicorn, 1 sync worker"),
+    Target("orm", "stock", 3.0, "ORM query: asgi_bridge >= 3x stock ASGI"),
+)
 
 
 def column_title(handler: str) -> str:
     return COLUMN_TITLES.get(handler, handler)
 
 
-def format_ratio(ours: float | None, theirs: float | None) -> str:
-    if ours is None or theirs is None or theirs <= 0 or math.isnan(ours) or math.isnan(theirs):
-        return "n/a"
-    return f"{ours / theirs:.2f}x"
+def ratio_of(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or denominator is None or denominator <= 0:
+        return None
+    if math.isnan(numerator) or math.isnan(denominator):
+        return None
+    return numerator / denominator
+
+
+def format_ratio(ratio: float | None) -> str:
+    return "n/a" if ratio is None else f"{ratio:.2f}x"
 
 
 def unmeasured_cell(outcome: dict[str, Any] | None, notes: list[str], who: str) -> tuple[str, None]:
     """The cell of a scenario this run skipped ("-") or that failed (noted)."""
     if outcome is None:
         return "-", None
-    notes.append(f"{who}: {outcome['error']}")
+    notes.append(f"{FLAG} {who}: {outcome['error']}")
     return f"failed {FLAG}", None
 
 
-def throughput_cell(
+def throughput_cells(
     outcome: dict[str, Any] | None, notes: list[str], who: str
-) -> tuple[str, float | None]:
+) -> tuple[tuple[str, float | None], tuple[str, float | None]]:
+    """The requests/s cell and the CPU µs/request cell of one column, with their values."""
     if outcome is None or "error" in outcome:
-        return unmeasured_cell(outcome, notes, who)
-    value = float(outcome["requests_per_second"])
+        cell = unmeasured_cell(outcome, notes, who)
+        return cell, (cell[0].replace(f" {FLAG}", ""), None)
     problems = []
     if outcome.get("errors"):
         problems.append(
@@ -46,27 +81,33 @@ def throughput_cell(
     if outcome.get("check"):
         problems.append(f"pre-check: {outcome['check']}")
     if problems:
-        notes.append(f"{who}: " + "; ".join(problems))
-    return f"{value:,.0f}{spread(outcome)}{' ' + FLAG if problems else ''}", value
+        notes.append(f"{FLAG} {who}: " + "; ".join(problems))
+    flag = f" {FLAG}" if problems else ""
+    rate = float(outcome[REQUESTS])
+    cpu = outcome.get(CPU)
+    cpu_cell = "n/a" if cpu is None else f"{cpu:,.0f}{spread(outcome, CPU)}{flag}"
+    return (f"{rate:,.0f}{spread(outcome, REQUESTS)}{flag}", rate), (cpu_cell, cpu)
 
 
-def spread_fraction(outcome: dict[str, Any] | None) -> float | None:
+def spread_fraction(outcome: dict[str, Any] | None, metric: str) -> float | None:
     """Half the min-max range over rounds, relative to the median; None for a single round."""
-    if outcome is None or "error" in outcome or not outcome.get("requests_per_second"):
+    if outcome is None or "error" in outcome or not outcome.get(metric):
         return None
-    rates = [r["requests_per_second"] for r in outcome.get("rounds", []) if "error" not in r]
-    if len(rates) < 2:
+    values = [r[metric] for r in outcome.get("rounds", []) if "error" not in r and r.get(metric)]
+    if len(values) < 2:
         return None
-    return float((max(rates) - min(rates)) / 2 / outcome["requests_per_second"])
+    return float((max(values) - min(values)) / 2 / outcome[metric])
 
 
-def spread(outcome: dict[str, Any]) -> str:
-    fraction = spread_fraction(outcome)
+def spread(outcome: dict[str, Any], metric: str) -> str:
+    fraction = spread_fraction(outcome, metric)
     return "" if fraction is None else f" ±{100 * fraction:.0f}%"
 
 
-def throughput_verdict(ratio: float, spreads: list[float | None]) -> str:
+def throughput_verdict(ratio: float | None, spreads: list[float | None]) -> str:
     """met / MISSED, or "within noise" when the rounds' ranges of both handlers overlap."""
+    if ratio is None:
+        return ""
     if all(s is not None for s in spreads):
         combined = sum(s for s in spreads if s is not None)
         if abs(1.0 - ratio) <= combined:
@@ -81,9 +122,9 @@ def memory_cell(
         return unmeasured_cell(outcome, notes, who)
     value = float(outcome["growth_mib"])
     if outcome["errors"]:
-        notes.append(f"{who}: " + "; ".join(outcome["errors"][:3]))
+        notes.append(f"{FLAG} {who}: " + "; ".join(outcome["errors"][:3]))
     if not outcome["peak_was_reset"]:
-        notes.append(f"{who}: VmHWM could not be reset, growth includes the warm-up peak")
+        notes.append(f"{FLAG} {who}: VmHWM could not be reset, growth includes the warm-up peak")
     return f"{value:,.1f} MiB{' ' + FLAG if outcome['errors'] else ''}", value
 
 
@@ -91,64 +132,175 @@ def verdict(met: bool | None) -> str:
     return "" if met is None else ("met" if met else "MISSED")
 
 
-def render_server_table(server: dict[str, Any], handlers: tuple[str, str]) -> str:
-    """One table: a row per scenario, the two handlers side by side and their ratio."""
-    base, ours = handlers
-    titles = (column_title(base), column_title(ours))
-    header = ("scenario", *titles, f"ratio {titles[1]}/{titles[0]}", "target (info)", "")
+def throughput_of(server: dict[str, Any], key: str | None, endpoint: str) -> Any:
+    if key is None:
+        return None
+    return server["handlers"].get(key, {}).get("throughput", {}).get(endpoint)
+
+
+def render_server_table(server: dict[str, Any], columns: Columns) -> str:
+    """One table: two rows per endpoint (req/s, CPU µs/request), a row per memory scenario.
+
+    The columns are the baseline, the compared handler and (unless --no-wsgi) the WSGI baseline,
+    then the compared handler's ratios against the other two, oriented so that above 1.00x it
+    is better: requests/s ours/theirs, CPU µs/request theirs/ours.
+    """
+    keys = [key for key in columns if key is not None]
+    titles = {key: column_title(key) for key in keys}
+    ours = titles[columns.ours]
+    header = (
+        "scenario",
+        "measure",
+        *titles.values(),
+        f"{ours} vs {titles[columns.base]}",
+        *([f"{ours} vs wsgi"] if columns.wsgi else []),
+        "target (info)",
+        "",
+    )
     rows: list[tuple[str, ...]] = []
     notes: list[str] = []
     runs = server["handlers"]
 
     for endpoint in ENDPOINTS:
-        label = f"{endpoint.label} (req/s)"
-        cells = [
-            throughput_cell(
-                runs.get(handler, {}).get("throughput", {}).get(endpoint.key),
-                notes,
-                f"{label}, {column_title(handler)}",
-            )
-            for handler in handlers
-        ]
-        if all(cell[0] == "-" for cell in cells):
+        outcomes = {key: throughput_of(server, key, endpoint.key) for key in keys}
+        if all(outcomes[key] is None for key in (columns.base, columns.ours)):
             continue  # not measured in this run (--only)
-        ratio = format_ratio(cells[1][1], cells[0][1])
-        outcomes = [runs.get(h, {}).get("throughput", {}).get(endpoint.key) for h in handlers]
-        judged = (
-            ""
-            if ratio == "n/a"
-            else throughput_verdict(float(ratio[:-1]), [spread_fraction(o) for o in outcomes])
-        )
-        rows.append((label, cells[0][0], cells[1][0], ratio, "ratio >= 1.00x", judged))
+        rates: dict[str, tuple[str, float | None]] = {}
+        cpus: dict[str, tuple[str, float | None]] = {}
+        for key in keys:
+            who = f"{endpoint.label}, {titles[key]}"
+            rates[key], cpus[key] = throughput_cells(outcomes[key], notes, who)
+        if columns.wsgi:
+            if not endpoint.under_wsgi:
+                rates[columns.wsgi] = cpus[columns.wsgi] = ("n/a", None)
+            if endpoint.wsgi_note:
+                notes.append(
+                    f"{NOTE} {titles[columns.wsgi]}, {endpoint.label}: {endpoint.wsgi_note}"
+                )
+                rates[columns.wsgi] = (f"{rates[columns.wsgi][0]} {NOTE}", rates[columns.wsgi][1])
+                cpus[columns.wsgi] = (f"{cpus[columns.wsgi][0]} {NOTE}", cpus[columns.wsgi][1])
+
+        base_outcomes = [outcomes[columns.base], outcomes[columns.ours]]
+        for measure, cells, better_is_higher, metric in (
+            ("req/s", rates, True, REQUESTS),
+            ("µs CPU/req", cpus, False, CPU),
+        ):
+            ratios = [
+                oriented_ratio(cells[columns.ours][1], cells[other][1], better_is_higher)
+                for other in (columns.base, columns.wsgi)
+                if other is not None
+            ]
+            spreads = [spread_fraction(outcome, metric) for outcome in base_outcomes]
+            rows.append(
+                (
+                    endpoint.label if measure == "req/s" else "",
+                    measure,
+                    *(cells[key][0] for key in keys),
+                    *(format_ratio(ratio) for ratio in ratios),
+                    f"vs {titles[columns.base]} >= 1.00x",
+                    throughput_verdict(ratios[0], spreads),
+                )
+            )
 
     for scenario in SCENARIOS:
-        label = f"{scenario.label} (peak RSS growth)"
-        cells = [
-            memory_cell(
-                runs.get(handler, {}).get("memory", {}).get(scenario.key),
+        who = f"{scenario.label} (peak RSS growth)"
+        cells = {
+            key: memory_cell(
+                runs.get(key, {}).get("memory", {}).get(scenario.key),
                 notes,
-                f"{label}, {column_title(handler)}",
+                f"{who}, {titles[key]}",
             )
-            for handler in handlers
-        ]
-        if all(cell[0] == "-" for cell in cells):
+            for key in keys
+        }
+        if all(cells[key][0] == "-" for key in (columns.base, columns.ours)):
             continue
-        ratio = format_ratio(cells[1][1], cells[0][1])
-        met = None if cells[1][1] is None else cells[1][1] <= scenario.target_mib
-        target = f"{titles[1]} <= {scenario.target_mib:g} MiB"
-        rows.append((label, cells[0][0], cells[1][0], ratio, target, verdict(met)))
+        # Lower is better for memory, so this ratio is ours/theirs: below 1.00x uses less.
+        ratio = format_ratio(ratio_of(cells[columns.ours][1], cells[columns.base][1]))
+        grown = cells[columns.ours][1]
+        met = None if grown is None else grown <= scenario.target_mib
+        rows.append(
+            (
+                scenario.label,
+                "peak RSS growth",
+                *(cells[key][0] for key in keys),
+                ratio,
+                *(["-"] if columns.wsgi else []),
+                f"{ours} <= {scenario.target_mib:g} MiB",
+                verdict(met),
+            )
+        )
 
-    return format_table(header, rows) + "".join(f"\n  {FLAG} {note}" for note in notes)
+    numbers = set(range(2, len(header) - 2))
+    return format_table(header, rows, numbers) + "".join(f"\n  {note}" for note in notes)
 
 
-def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+def oriented_ratio(
+    ours: float | None, theirs: float | None, higher_is_better: bool
+) -> float | None:
+    """ours/theirs for requests/s, theirs/ours for CPU per request: above 1.00x, ours is better."""
+    return ratio_of(ours, theirs) if higher_is_better else ratio_of(theirs, ours)
+
+
+def key_of(server: dict[str, Any], handler: str) -> str | None:
+    """The result slot of a handler in this run (in an A/A run, its first one)."""
+    runs: dict[str, dict[str, Any]] = server["handlers"]
+    return next((key for key, run in runs.items() if run.get("handler") == handler), None)
+
+
+def target_ratios(
+    server: dict[str, Any], endpoint: str, ours: str, theirs: str | None
+) -> tuple[float | None, float | None]:
+    """(requests/s ratio, CPU ratio), both oriented so that above 1.00x ``ours`` is better."""
+    mine, other = throughput_of(server, ours, endpoint), throughput_of(server, theirs, endpoint)
+    if mine is None or other is None or "error" in mine or "error" in other:
+        return None, None
+    return (
+        oriented_ratio(mine[REQUESTS], other[REQUESTS], higher_is_better=True),
+        oriented_ratio(mine.get(CPU), other.get(CPU), higher_is_better=False),
+    )
+
+
+def render_targets(name: str, server: dict[str, Any]) -> str:
+    """The issue #3 targets on this server: the ratio by requests/s and by CPU, met or not."""
+    title = f"targets (issue #3) on {name}"
+    bridge, stock, wsgi = (key_of(server, handler) for handler in ("bridge", "stock", "wsgi"))
+    if bridge is None or stock is None:
+        return f"{title}: not judged, this run compares no asgi_bridge with stock (--handlers)."
+    header = ("target", "needs", "by req/s", "", "by CPU µs/req", "")
+    rows: list[tuple[str, ...]] = []
+    for target in ISSUE_TARGETS:
+        theirs = stock if target.baseline == "stock" else wsgi
+        ratios = target_ratios(server, target.endpoint, bridge, theirs)
+        cells: list[str] = []
+        for ratio in ratios:
+            met = None if ratio is None else ratio >= target.factor
+            cells += [format_ratio(ratio), "" if met is None else ("met" if met else "not met")]
+        rows.append((target.wording, f">= {target.factor:.2f}x", *cells))
+    lines = [
+        f"{title} (ratios above 1.00x favour asgi_bridge; by CPU = baseline µs / asgi_bridge µs):",
+        format_table(header, rows, {1, 2, 4}),
+    ]
+    if wsgi is None:
+        lines.append("  the sync hello target needs the wsgi column: run without --no-wsgi.")
+    else:
+        by_rate, by_cpu = target_ratios(server, "sync_hello", wsgi, stock)
+        lines.append(
+            f"  for scale: WSGI on gunicorn vs stock ASGI, sync hello: {format_ratio(by_rate)} "
+            f"by req/s, {format_ratio(by_cpu)} by CPU (issue #3 expects about 5x)"
+        )
+    return "\n".join(lines)
+
+
+def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]], numbers: set[int]) -> str:
+    """Columns padded to width; those in ``numbers`` right-aligned, the others left-aligned."""
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
 
     def line(cells: tuple[str, ...]) -> str:
-        first = cells[0].ljust(widths[0])
-        numbers = [cell.rjust(width) for cell, width in zip(cells[1:4], widths[1:4], strict=True)]
-        rest = [cell.ljust(width) for cell, width in zip(cells[4:], widths[4:], strict=True)]
-        return "  ".join([first, *numbers, *rest]).rstrip()
+        padded = [
+            cell.rjust(width) if index in numbers else cell.ljust(width)
+            for index, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(padded).rstrip()
 
-    rule = "  ".join("-" * width for width in widths)
+    rule = "  ".join("-" * width for width in widths).rstrip()
     return "\n".join([line(header), rule, *(line(row) for row in rows)])

@@ -1,10 +1,12 @@
 """Benchmark asgi_bridge against Django's stock ASGI handler, side by side, and print the ratios.
 
 For each server (uvicorn by default, granian on request) and each handler it measures requests/s
-per endpoint under keep-alive load, then peak memory growth for 64 parallel 10 MiB downloads and
-one 200 MiB upload. The server runs one worker on core 0, every client on core 1.
+and the server's CPU time per request for each endpoint under keep-alive load, then peak memory
+growth for 64 parallel 10 MiB downloads and one 200 MiB upload. Django's WSGI handler on gunicorn
+(one sync worker) runs the same endpoints as a third column, the baseline issue #3 names. Every
+server runs one worker on core 0, every client on core 1.
 
-    .venv/bin/python bench/run.py [--quick] [--servers uvicorn,granian]
+    .venv/bin/python bench/run.py [--quick] [--servers uvicorn,granian] [--no-wsgi]
                                   [--duration S] [--connections N] [--handlers stock,bridge]
                                   [--rounds N] [--interleave] [--only throughput|memory]
 
@@ -23,7 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -40,6 +43,18 @@ RESULTS_DIR = BENCH_DIR / "results"
 HANDLERS = ("stock", "bridge")
 
 
+@dataclass(frozen=True)
+class Contender:
+    """One column of the table: a handler on a server, and the slot its results go in."""
+
+    key: str
+    handler: str
+    spec: servers.ServerSpec
+
+    def measures(self, endpoint: throughput.Endpoint) -> bool:
+        return self.handler != servers.WSGI_HANDLER or endpoint.under_wsgi
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short smoke run (about 2 minutes)")
@@ -53,6 +68,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="the two handlers to compare, baseline first; 'stock,stock' measures run-to-run noise",
     )
     parser.add_argument(
+        "--wsgi",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure Django's WSGI handler on gunicorn, 1 sync worker (default: on)",
+    )
+    parser.add_argument(
         "--only", choices=("throughput", "memory"), help="run one half of the benchmark"
     )
     parser.add_argument(
@@ -61,7 +82,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--interleave",
         action="store_true",
-        help="keep both servers up and alternate them per endpoint (steadier on a busy machine)",
+        help="keep every server up and alternate them per endpoint (steadier on a busy machine)",
     )
     parser.add_argument(
         "--load-generator",
@@ -81,6 +102,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--rounds must be at least 1")
     if len(args.handlers) != 2 or not set(args.handlers) <= set(HANDLERS):
         parser.error(f"--handlers takes two of {HANDLERS}, e.g. stock,bridge")
+    # The WSGI baseline is a throughput yardstick; the memory scenarios compare the ASGI handlers.
+    args.wsgi = args.wsgi and args.only != "memory"
     return args
 
 
@@ -99,7 +122,8 @@ def print_header(command: str, facts: dict[str, Any], args: argparse.Namespace) 
             value = ", ".join(f"{name} {version}" for name, version in value.items())
         print(f"{key}: {value}")
     print(
-        f"settings: servers={','.join(args.servers)} handlers={','.join(args.handlers)} "
+        f"settings: servers={','.join(args.servers)} handlers={','.join(args.handlers)}"
+        f"{' +wsgi (gunicorn)' if args.wsgi else ''} "
         f"duration={args.duration:g}s warmup={args.warmup:g}s connections={args.connections} "
         f"rounds={args.rounds}{' interleaved' if args.interleave else ''}"
         f"{' only=' + args.only if args.only else ''}"
@@ -140,7 +164,18 @@ def measure_endpoint(
     check = asyncio.run(throughput.check_endpoint(server.port, endpoint))
     if args.warmup > 0:
         load.run(server.port, endpoint, args.warmup, args.connections)
+    # CPU per request is steadier than requests/s on a shared machine: time the server spends
+    # waiting for a core does not count.
+    pids = server.measured_pids()
+    cpu_before = servers.cpu_seconds(pids)
+    started = time.perf_counter()
     result = load.run(server.port, endpoint, args.duration, args.connections).as_dict()
+    elapsed = time.perf_counter() - started
+    cpu = servers.cpu_seconds(pids) - cpu_before
+    result["server_cpu_s"] = round(cpu, 3)
+    result["server_cpu_percent"] = round(100 * cpu / elapsed, 1)
+    requests = result["requests"]
+    result["cpu_us_per_request"] = round(1e6 * cpu / requests, 1) if requests else None
     result["check"] = check
     return result
 
@@ -165,7 +200,7 @@ def measure_safely(
 
 
 def summarize_rounds(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """The median requests/s over rounds, with every round kept and errors totalled."""
+    """Median requests/s and CPU per request over rounds, every round kept, errors totalled."""
     measured = sorted(
         (sample for sample in samples if "error" not in sample),
         key=lambda sample: sample["requests_per_second"],
@@ -176,6 +211,8 @@ def summarize_rounds(samples: list[dict[str, Any]]) -> dict[str, Any]:
     summary["requests_per_second"] = statistics.median(
         sample["requests_per_second"] for sample in measured
     )
+    cpu = [sample["cpu_us_per_request"] for sample in measured if sample["cpu_us_per_request"]]
+    summary["cpu_us_per_request"] = statistics.median(cpu) if cpu else None
     for count in ("non_2xx", "socket_errors", "errors"):
         summary[count] = sum(sample[count] for sample in measured)
     summary["check"] = next((sample["check"] for sample in measured if sample["check"]), None)
@@ -187,54 +224,60 @@ def summarize_rounds(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_throughput(
-    spec: servers.ServerSpec,
-    columns: list[tuple[str, str]],
+    contenders: list[Contender],
     env: dict[str, str],
     logs: Path,
     load: throughput.LoadGenerator,
     args: argparse.Namespace,
 ) -> dict[str, dict[str, Any]]:
-    """Requests/s per column and endpoint, over --rounds rounds whose order alternates.
+    """Requests/s and CPU per request per column and endpoint, over rounds of alternating order.
 
-    Sequential mode runs one handler's server at a time. --interleave keeps both servers up
-    (the idle one costs nothing) and alternates them per endpoint, so a change in background
-    load hits both columns alike.
+    Sequential mode runs one contender's server at a time. --interleave keeps every server up
+    (the idle ones cost nothing) and alternates them per endpoint, so a change in background
+    load hits every column alike.
     """
-    samples: dict[str, dict[str, list[dict[str, Any]]]] = {key: {} for key, _ in columns}
+    samples: dict[str, dict[str, list[dict[str, Any]]]] = {c.key: {} for c in contenders}
 
     def record(key: str, endpoint: throughput.Endpoint, result: dict[str, Any]) -> None:
         samples[key].setdefault(endpoint.key, []).append(result)
 
-    def record_failure(key: str, error: servers.ServerFailed) -> None:
-        print(f"  [{spec.name}/{key}] server failed: {error}", flush=True)
+    def record_failure(contender: Contender, error: servers.ServerFailed) -> None:
+        print(f"  [{contender.spec.name}/{contender.key}] server failed: {error}", flush=True)
         for endpoint in throughput.ENDPOINTS:
-            record(key, endpoint, {"error": "server failed to start"})
+            if contender.measures(endpoint):
+                record(contender.key, endpoint, {"error": "server failed to start"})
+
+    def start(contender: Contender) -> AbstractContextManager[servers.RunningServer]:
+        return servers.running_server(contender.spec, contender.handler, env, logs)
+
+    def measure(
+        contender: Contender, server: servers.RunningServer, endpoint: throughput.Endpoint
+    ) -> None:
+        if contender.measures(endpoint):
+            result = measure_safely(load, server, endpoint, args, contender.key, round_index)
+            record(contender.key, endpoint, result)
 
     for round_index in range(args.rounds):
-        order = columns if round_index % 2 == 0 else columns[::-1]
+        order = contenders if round_index % 2 == 0 else contenders[::-1]
         if args.interleave:
             with ExitStack() as stack:
-                running: dict[str, servers.RunningServer] = {}
-                for key, handler in order:
+                running: list[tuple[Contender, servers.RunningServer]] = []
+                for contender in order:
                     try:
-                        running[key] = stack.enter_context(
-                            servers.running_server(spec, handler, env, logs)
-                        )
+                        running.append((contender, stack.enter_context(start(contender))))
                     except servers.ServerFailed as error:
-                        record_failure(key, error)
+                        record_failure(contender, error)
                 for endpoint in throughput.ENDPOINTS:
-                    for key, server in running.items():
-                        result = measure_safely(load, server, endpoint, args, key, round_index)
-                        record(key, endpoint, result)
+                    for contender, server in running:
+                        measure(contender, server, endpoint)
             continue
-        for key, handler in order:
+        for contender in order:
             try:
-                with servers.running_server(spec, handler, env, logs) as server:
+                with start(contender) as server:
                     for endpoint in throughput.ENDPOINTS:
-                        result = measure_safely(load, server, endpoint, args, key, round_index)
-                        record(key, endpoint, result)
+                        measure(contender, server, endpoint)
             except servers.ServerFailed as error:
-                record_failure(key, error)
+                record_failure(contender, error)
 
     return {
         key: {endpoint: summarize_rounds(rounds) for endpoint, rounds in per_endpoint.items()}
@@ -269,8 +312,11 @@ def print_progress(
     if "error" in outcome:
         summary = f"FAILED: {outcome['error'].splitlines()[0]}"
     elif unit == "req/s":
+        cpu = outcome["cpu_us_per_request"]
         summary = (
-            f"{outcome['requests_per_second']:,.0f} req/s, {outcome['errors']} errors"
+            f"{outcome['requests_per_second']:,.0f} req/s, "
+            f"{'n/a' if cpu is None else f'{cpu:,.0f}'} µs CPU/req "
+            f"(server {outcome['server_cpu_percent']:.0f}% busy), {outcome['errors']} errors"
             f"{', pre-check: ' + outcome['check'] if outcome['check'] else ''}"
         )
     else:
@@ -282,10 +328,22 @@ def print_progress(
     print(f"  [{server}/{handler}] {label}: {summary}", flush=True)
 
 
-def column_keys(handlers: tuple[str, str]) -> tuple[str, str]:
+def column_keys(args: argparse.Namespace) -> report.Columns:
     # Comparing a handler with itself (an A/A run) needs two distinct result slots.
-    first, second = handlers
-    return (first, second if second != first else f"{second} again")
+    first, second = args.handlers
+    second_key = second if second != first else f"{second} again"
+    return report.Columns(first, second_key, servers.WSGI_HANDLER if args.wsgi else None)
+
+
+def contenders_for(spec: servers.ServerSpec, args: argparse.Namespace) -> list[Contender]:
+    columns = column_keys(args)
+    contenders = [
+        Contender(key, handler, spec)
+        for key, handler in zip((columns.base, columns.ours), args.handlers, strict=True)
+    ]
+    if columns.wsgi:
+        contenders.append(Contender(columns.wsgi, servers.WSGI_HANDLER, servers.WSGI_SERVER))
+    return contenders
 
 
 def run_server_benchmarks(
@@ -295,25 +353,35 @@ def run_server_benchmarks(
     load: throughput.LoadGenerator,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
-    columns = list(zip(column_keys(args.handlers), args.handlers, strict=True))
-    runs: dict[str, Any] = {key: {"handler": handler} for key, handler in columns}
+    contenders = contenders_for(spec, args)
+    runs: dict[str, Any] = {
+        c.key: {"handler": c.handler, "server": f"{c.spec.name} {c.spec.version}"}
+        for c in contenders
+    }
     if args.only != "memory":
-        for key, results in run_throughput(spec, columns, env, logs, load, args).items():
+        for key, results in run_throughput(contenders, env, logs, load, args).items():
             runs[key]["throughput"] = results
     if args.only != "throughput":
-        for key, handler in columns:
-            runs[key]["memory"] = run_memory(spec, handler, key, env, logs)
+        # Memory compares the two ASGI handlers; the WSGI baseline is a throughput yardstick.
+        for contender in contenders:
+            if contender.handler != servers.WSGI_HANDLER:
+                runs[contender.key]["memory"] = run_memory(
+                    spec, contender.handler, contender.key, env, logs
+                )
     return {"version": spec.version, "handlers": runs}
 
 
 def estimated_minutes(args: argparse.Namespace) -> float:
-    per_handler = 0.0
+    seconds = 0.0
     if args.only != "memory":
-        endpoint_seconds = args.duration + args.warmup + 0.5
-        per_handler += args.rounds * (len(throughput.ENDPOINTS) * endpoint_seconds + 3)
+        per_measurement = args.duration + args.warmup + 0.5
+        measurements = 2 * len(throughput.ENDPOINTS)
+        if args.wsgi:
+            measurements += sum(endpoint.under_wsgi for endpoint in throughput.ENDPOINTS)
+        seconds += args.rounds * (measurements * per_measurement + 3 * (2 + args.wsgi))
     if args.only != "throughput":
-        per_handler += 30  # two fresh servers, warm-ups and transfers; stock downloads are slowest
-    return len(args.servers) * 2 * per_handler / 60
+        seconds += 2 * 30  # two fresh servers, warm-ups and transfers; stock downloads are slowest
+    return len(args.servers) * seconds / 60
 
 
 def save_results(results: dict[str, Any], stamp: str) -> Path:
@@ -333,6 +401,10 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     command = shlex.join([sys.executable, *sys.argv])
     usable_cores = check_cores()
+    for name in args.servers:
+        servers.ensure_installed(servers.SERVERS[name])
+    if args.wsgi:
+        servers.ensure_installed(servers.WSGI_SERVER)
     load = throughput.find_load_generator(args.load_generator, allow_install=os.geteuid() == 0)
     # Clients (the fallback generator, the memory clients) share the load core with wrk.
     os.sched_setaffinity(0, {throughput.LOAD_CORE})
@@ -349,6 +421,7 @@ def main(argv: list[str]) -> int:
         "settings": {
             "servers": args.servers,
             "handlers": list(args.handlers),
+            "wsgi": args.wsgi,
             "duration_s": args.duration,
             "warmup_s": args.warmup,
             "rounds": args.rounds,
@@ -377,11 +450,15 @@ def main(argv: list[str]) -> int:
     print()
     for name, server in results["servers"].items():
         print(
-            f"== {name} {server['version']}: requests/s (higher is better), "
-            f"peak RSS growth (lower is better); load generator: {load.description} =="
+            f"== {name} {server['version']}: requests/s (higher is better), CPU µs/request "
+            f"(lower is better), peak RSS growth (lower is better); "
+            f"load generator: {load.description} =="
         )
-        print(report.render_server_table(server, column_keys(args.handlers)))
+        print(report.render_server_table(server, column_keys(args)))
         print()
+        if args.only != "memory":
+            print(report.render_targets(name, server))
+            print()
     print(
         f"elapsed: {results['elapsed_s']:.0f}s; raw results: {path.relative_to(BENCH_DIR.parent)}"
     )

@@ -1,11 +1,15 @@
-"""Starting, readiness-checking and stopping the ASGI servers under test, one pinned worker each.
+"""Starting, readiness-checking and stopping the servers under test, one pinned worker each.
 
-Every server runs in its own session (so its own process group) and is stopped by signalling
-that group, so no worker outlives the benchmark, whether it ends normally, fails or is interrupted.
+The ASGI servers (uvicorn, granian) serve the stock and asgi_bridge handlers; gunicorn with one
+sync worker serves Django's WSGI handler as the baseline issue #3 names. Every server runs in its
+own session (so its own process group) and is stopped by signalling that group, so no worker
+outlives the benchmark, whether it ends normally, fails or is interrupted.
 """
 
 import asyncio
+import importlib
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -24,6 +28,7 @@ SERVER_CORE = 0
 READY_PATH = "/sync-hello/"
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,7 @@ class ServerSpec:
     name: str
     distribution: str
     command: Callable[[int], list[str]]
+    requirement: str  # what ensure_installed asks pip for; keep in step with the bench extra
 
     @property
     def version(self) -> str:
@@ -57,10 +63,48 @@ def granian_command(port: int) -> list[str]:
     ]  # fmt: skip
 
 
+def gunicorn_command(port: int) -> list[str]:
+    # The deployment issue #3 compares against: Django's WSGIHandler, one sync worker.
+    return [
+        sys.executable, "-m", "gunicorn", "--workers", "1", "--worker-class", "sync",
+        "--chdir", str(PROJECT_DIR),
+        "--bind", f"{http11.HOST}:{port}",
+        "--log-level", "warning",
+        "wsgi:application",
+    ]  # fmt: skip
+
+
 SERVERS = {
-    "uvicorn": ServerSpec("uvicorn", "uvicorn", uvicorn_command),
-    "granian": ServerSpec("granian", "granian", granian_command),
+    "uvicorn": ServerSpec("uvicorn", "uvicorn", uvicorn_command, "uvicorn[standard]>=0.30"),
+    "granian": ServerSpec("granian", "granian", granian_command, "granian>=2.0"),
 }
+WSGI_SERVER = ServerSpec("gunicorn", "gunicorn", gunicorn_command, "gunicorn>=23.0")
+WSGI_HANDLER = "wsgi"
+
+
+def is_installed(spec: ServerSpec) -> bool:
+    try:
+        metadata.version(spec.distribution)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def ensure_installed(spec: ServerSpec) -> None:
+    """Install a missing server with pip into the running interpreter, or exit saying how to."""
+    if is_installed(spec):
+        return
+    print(f"{spec.name} not found; installing {spec.requirement!r} with pip ...", flush=True)
+    command = [sys.executable, "-m", "pip", "install", "--quiet", spec.requirement]
+    result = subprocess.run(command, capture_output=True, text=True)
+    importlib.invalidate_caches()  # so the distribution installed just now is found
+    if result.returncode != 0 or not is_installed(spec):
+        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-5:])
+        hint = " or pass --no-wsgi" if spec is WSGI_SERVER else ""
+        sys.exit(
+            f"{spec.name} is needed and `{shlex.join(command)}` failed:\n{tail}\n"
+            f"Install the bench extra (`pip install -e '.[bench]'`){hint}."
+        )
 
 
 class ServerFailed(RuntimeError):
@@ -92,6 +136,17 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((http11.HOST, 0))
         return int(probe.getsockname()[1])
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time the processes (all their threads) have used so far."""
+    total_ticks = 0
+    for pid in pids:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        # After the ")" that ends the command name: state is field 3, utime 14 and stime 15.
+        fields = stat.rsplit(")", 1)[1].split()
+        total_ticks += int(fields[11]) + int(fields[12])
+    return total_ticks / CLOCK_TICKS
 
 
 def descendant_pids(root: int) -> list[int]:
