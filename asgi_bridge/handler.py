@@ -67,8 +67,9 @@ async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
 
 
 def raise_unexpected_error(task: asyncio.Task[Any]) -> None:
-    """Re-raise what ``task`` raised, unless it was cancelled or the client went away."""
-    if task.cancelled():
+    """Re-raise what ``task`` raised, unless it is still ending, was cancelled or saw the
+    client go away."""
+    if not task.done() or task.cancelled():
         return
     error = task.exception()
     if error is not None and not isinstance(error, RequestAborted):
@@ -242,9 +243,13 @@ class ASGIHandler(django_asgi.ASGIHandler):
         try:
             await asyncio.wait((listener, worker), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            # The listener first: it raises nothing that could stop us from cancelling the work.
-            await cancel_and_wait(listener)
-            await cancel_and_wait(worker)
+            if worker.done() and not listener.done():
+                # The usual end: the listener only waits in receive(), so cancelling it is enough.
+                listener.cancel()
+            else:
+                # The listener first: it raises nothing that could stop us cancelling the work.
+                await cancel_and_wait(listener)
+                await cancel_and_wait(worker)
         raise_unexpected_error(listener)
         raise_unexpected_error(worker)
 
