@@ -53,6 +53,12 @@ class PageTests(TestCase):
         self.assertContains(response, "Teapot")
         self.assertContains(response, "Kite")
 
+    def test_item_count_is_one_query(self) -> None:
+        with self.assertNumQueries(1):
+            response = self.client.get("/items/count/")
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(response.content, b"5")
+
     def test_item_json_is_one_query(self) -> None:
         with self.assertNumQueries(1):
             response = self.client.get("/items/json/")

@@ -12,6 +12,7 @@ urlpatterns = [
     path("hello/sync/", views.hello_sync, name="hello_sync"),
     path("items/", views.item_list, name="items"),
     path("items/json/", views.item_list_json, name="items_json"),
+    path("items/count/", views.item_count, name="item_count"),
     path("form/", views.name_form, name="form"),
     path("upload/", views.upload, name="upload"),
     path("echo/", views.echo, name="echo"),

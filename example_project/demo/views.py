@@ -57,6 +57,12 @@ def item_list(request: HttpRequest) -> HttpResponse:
     return render(request, "demo/items.html", {"items": Item.objects.all()})
 
 
+@require_safe
+def item_count(request: HttpRequest) -> HttpResponse:
+    # One query and no template: the end-to-end tests count the database connections it opens.
+    return HttpResponse(str(Item.objects.count()), content_type=TEXT_PLAIN)
+
+
 @require_http_methods(["GET", "HEAD", "POST"])
 def name_form(request: HttpRequest) -> HttpResponse:
     form = NameForm(request.POST) if request.method == "POST" else NameForm()

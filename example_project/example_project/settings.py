@@ -5,6 +5,11 @@ Environment variables:
 - ``DJANGO_DEBUG=1`` turns DEBUG on (static files are then served by the ASGI app).
 - ``EXAMPLE_DB_PATH`` moves the SQLite database (end-to-end tests use a temporary one).
 - ``EXAMPLE_BIG_FILE`` moves the 10 MiB file served by ``/download/``.
+- ``EXAMPLE_PG_NAME`` switches the database to PostgreSQL (psycopg 3), with ``EXAMPLE_PG_HOST``,
+  ``EXAMPLE_PG_PORT``, ``EXAMPLE_PG_USER`` and ``EXAMPLE_PG_PASSWORD``; the end-to-end tests use
+  it to count the connections each ASGI handler opens.
+- ``EXAMPLE_CONN_MAX_AGE`` sets the database's ``CONN_MAX_AGE`` (seconds).
+- ``EXAMPLE_THREADS`` sets ``ASGI_BRIDGE["THREADS"]``, the size of asgi_bridge's thread pool.
 """
 
 import os
@@ -66,6 +71,18 @@ DATABASES = {
     }
 }
 
+if os.environ.get("EXAMPLE_PG_NAME"):
+    DATABASES["default"] = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": os.environ["EXAMPLE_PG_NAME"],
+        "HOST": os.environ.get("EXAMPLE_PG_HOST", "127.0.0.1"),
+        "PORT": os.environ.get("EXAMPLE_PG_PORT", "5432"),
+        "USER": os.environ.get("EXAMPLE_PG_USER", ""),
+        "PASSWORD": os.environ.get("EXAMPLE_PG_PASSWORD", ""),
+    }
+if os.environ.get("EXAMPLE_CONN_MAX_AGE"):
+    DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ["EXAMPLE_CONN_MAX_AGE"])
+
 # Pinned so migrations stay the same whatever Django's default is.
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -109,3 +126,5 @@ if os.environ.get("EXAMPLE_MAX_REQUEST_BODY_SIZE"):
     ASGI_BRIDGE["MAX_REQUEST_BODY_SIZE"] = int(os.environ["EXAMPLE_MAX_REQUEST_BODY_SIZE"])
 if os.environ.get("EXAMPLE_BODY_RECEIVE_TIMEOUT"):
     ASGI_BRIDGE["BODY_RECEIVE_TIMEOUT"] = float(os.environ["EXAMPLE_BODY_RECEIVE_TIMEOUT"])
+if os.environ.get("EXAMPLE_THREADS"):
+    ASGI_BRIDGE["THREADS"] = int(os.environ["EXAMPLE_THREADS"])

@@ -338,3 +338,24 @@ def client(server: RunningServer) -> Iterator[httpx.Client]:
     """An HTTP client for the class's server, with a fresh cookie jar per test."""
     with httpx.Client(base_url=server.base_url, timeout=30.0) as http_client:
         yield http_client
+
+
+# Figures a test measured, shown at the end of the run whatever the capture mode: the test calls
+# record_property(SUMMARY_PROPERTY, "one line"), which --junitxml reports carry as well.
+SUMMARY_PROPERTY = "summary"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """List the summary lines the end-to-end tests recorded, passed or failed."""
+    lines = [
+        f"{report.nodeid}: {value}"
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if isinstance(report, pytest.TestReport) and report.when == "call"
+        for name, value in report.user_properties
+        if name == SUMMARY_PROPERTY
+    ]
+    if lines:
+        terminalreporter.section("measured by the end-to-end tests")
+        for line in lines:
+            terminalreporter.write_line(line)
