@@ -22,7 +22,7 @@ from concurrent.futures import Executor, Future
 from queue import SimpleQueue
 from typing import Any, TypeVar, cast
 
-from asgiref.sync import SyncToAsync, ThreadSensitiveContext
+from asgiref.sync import AsyncToSync, SyncToAsync, ThreadSensitiveContext
 
 logger = logging.getLogger("asgi_bridge")
 
@@ -209,12 +209,21 @@ class _LegacyExecutorContext(ThreadSensitiveContext):
     def __init__(self, executor: Executor) -> None:
         super().__init__()
         self._given_executor = executor
+        self._hidden_executor: Any = None
 
     async def __aenter__(self) -> ThreadSensitiveContext:
         await super().__aenter__()  # type: ignore[no-untyped-call]
         if self.token is not None:
             SyncToAsync.context_to_thread_executor[self] = self._given_executor
+            # As asgiref 3.13 does: an enclosing async_to_sync's thread would take precedence.
+            self._hidden_executor = getattr(AsyncToSync.executors, "current", None)
+            AsyncToSync.executors.current = None
         return self
+
+    async def __aexit__(self, exc: object, value: object, tb: object) -> None:
+        if self.token is not None:
+            AsyncToSync.executors.current = self._hidden_executor
+        await super().__aexit__(exc, value, tb)  # type: ignore[no-untyped-call]
 
 
 def executor_context(executor: Executor) -> ThreadSensitiveContext:

@@ -62,8 +62,11 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("BENCH_DB", str(DEFAULT_DB)),
-    }
+    },
 }
+# The same database through persistent connections, for the /orm-persistent/ row: a handler whose
+# threads live on can reuse them; one that makes a thread per request cannot.
+DATABASES["persistent"] = {**DATABASES["default"], "CONN_MAX_AGE": 60}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -83,3 +86,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
 }
+
+# asgi_bridge's settings; BENCH_THREADS sizes its thread pool (the default otherwise).
+ASGI_BRIDGE: dict[str, object] = {}
+if os.environ.get("BENCH_THREADS"):
+    ASGI_BRIDGE["THREADS"] = int(os.environ["BENCH_THREADS"])

@@ -12,6 +12,7 @@ urlpatterns = [
     path("stream-async/", views.stream_async),
     path("stream-sync/", views.stream_sync),
     path("orm/", views.orm),
+    path("orm-persistent/", views.orm_persistent),
     path("file/", views.file),
     path("upload/", views.upload),
 ]

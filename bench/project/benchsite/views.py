@@ -1,6 +1,7 @@
 """One view per response path the benchmark compares: plain, JSON, body, streaming, ORM, file."""
 
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 from django.conf import settings
 from django.http import (
@@ -67,7 +68,15 @@ def stream_sync(request: HttpRequest) -> StreamingHttpResponse:
 
 
 def orm(request: HttpRequest) -> JsonResponse:
-    items = list(Item.objects.all()[:10])
+    return item_rows(Item.objects.all()[:10])
+
+
+def orm_persistent(request: HttpRequest) -> JsonResponse:
+    return item_rows(Item.objects.using("persistent").all()[:10])
+
+
+def item_rows(items_query: Any) -> JsonResponse:
+    items = list(items_query)
     rows = [{"id": item.pk, "name": item.name, "price_cents": item.price_cents} for item in items]
     return JsonResponse({"items": rows})
 
