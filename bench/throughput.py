@@ -48,6 +48,7 @@ ENDPOINTS = [
     ),
     Endpoint("stream_sync", "stream sync 16x4 KiB", "GET", "/stream-sync/", 0, 16 * 4096),
     Endpoint("orm", "ORM query (10 rows)", "GET", "/orm/"),
+    Endpoint("orm_persistent", "ORM query, CONN_MAX_AGE=60", "GET", "/orm-persistent/"),
 ]  # fmt: skip
 
 
