@@ -8,6 +8,7 @@ import os
 import tempfile
 from collections.abc import Coroutine
 from contextlib import closing
+from functools import partial
 from typing import IO, Any, cast
 
 from asgiref.sync import sync_to_async
@@ -192,6 +193,7 @@ class ASGIHandler(django_asgi.ASGIHandler):
         if self.sync_handler is not None and not self.overrides_run_get_response():
             # One visit to the request's thread: signal, request, middleware and sync view.
             await self._respond_in_thread(scope, body_file, cycle)
+            channel.finish_on_thread = partial(cycle.close, self.__class__)
         else:
             await signals.request_started.asend(sender=self.__class__, scope=scope)
             request, error_response = self.create_request(scope, body_file)
@@ -377,5 +379,6 @@ class ASGIHandler(django_asgi.ASGIHandler):
                     response.streaming_content,  # type: ignore[attr-defined]
                     channel,
                     self.chunk_bytes,
+                    channel.finish_on_thread,
                 )
             await channel(body_message(b"", False))

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import aclosing
 from typing import Any
@@ -27,8 +28,10 @@ ChunkBytes = Callable[[Any], Iterable[tuple[Any, bool]]]
 # FileResponse streams its file through iter(callable, b""); any other iterator type means a
 # middleware (GZipMiddleware, for one) replaced the content, so the file on disk is not the body.
 _FILE_READER_TYPE = type(iter(lambda: b"", b""))
-# Parts of a sync iterator produced ahead of sending: bounds memory to a few parts per stream.
-SYNC_PARTS_AHEAD = 2
+# Bytes of a sync iterator produced ahead of sending, per stream: bounds memory, and lets a
+# response of small parts be produced in one go.
+SYNC_BYTES_AHEAD = 2**17
+PARTS_BETWEEN_YIELDS = 16
 _END = object()
 
 
@@ -39,10 +42,13 @@ class ResponseChannel:
     RuntimeError, the spec says OSError) becomes ClientDisconnected, a RequestAborted.
     """
 
-    __slots__ = ("_send", "head_only", "pathsend")
+    __slots__ = ("_send", "finish_on_thread", "head_only", "pathsend")
 
     def __init__(self, send: Send, scope: Scope | None = None) -> None:
         self._send = send
+        # Set by the handler: closes the response on the request's thread once a sync stream
+        # has been produced, saving that thread a visit after the last part is sent.
+        self.finish_on_thread: Callable[[], None] | None = None
         self.head_only = scope is not None and scope.get("method") == "HEAD"
         # Only use an extension the server advertised: daphne raises on unknown messages.
         extensions = (scope or {}).get("extensions") or {}
@@ -111,52 +117,99 @@ class _ProducerFailed:
 class SyncPartsPipe:
     """Hands the parts of a sync iterator, produced in a worker thread, to the event loop.
 
-    The whole iteration is one thread hop, not one per part: the worker pushes each part with
-    call_soon_threadsafe and blocks once SYNC_PARTS_AHEAD parts wait unsent, so memory stays
-    bounded by a few parts. ``stop()`` makes the worker return after the part it is producing.
+    The whole iteration is one thread hop, not one per part. The worker blocks once
+    SYNC_BYTES_AHEAD bytes wait unsent (one part always fits, whatever its size), so memory
+    stays bounded per stream; it wakes the loop only when the loop has nothing queued, so a
+    burst of small parts costs one wake-up. ``stop()`` makes the worker return after the part
+    it is producing.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._ready: asyncio.Queue[bytes | object] = asyncio.Queue()
-        self._free_slots = threading.Semaphore(SYNC_PARTS_AHEAD)
+        # Guards every field below; the worker waits on it for room in the byte budget.
+        self._room = threading.Condition()
+        self._parts: deque[bytes | object] = deque()
+        self._queued_bytes = 0
         self._stopped = False
+        self._wake_pending = False
+        self._ready = asyncio.Event()
+        self._taken = 0
 
-    def produce(self, parts: Iterator[bytes]) -> None:
-        """Worker-thread side: iterate until exhausted, failed or stopped."""
+    def produce(self, parts: Iterator[bytes], then: Callable[[], None] | None = None) -> None:
+        """Worker-thread side: iterate until exhausted, failed or stopped, then run ``then``."""
         outcome: object = _END
         try:
             for part in parts:
-                self._free_slots.acquire()
-                if self._stopped:
-                    return
-                self._loop.call_soon_threadsafe(self._ready.put_nowait, part)
+                with self._room:
+                    while self._queued_bytes >= SYNC_BYTES_AHEAD and not self._stopped:
+                        self._room.wait()
+                    if self._stopped:
+                        return
+                    self._queued_bytes += len(part)
+                    self._push(part)
         except BaseException as error:
             outcome = _ProducerFailed(error)
         finally:
-            self._loop.call_soon_threadsafe(self._ready.put_nowait, outcome)
+            with self._room:
+                self._push(outcome)
+            if then is not None:
+                then()
+
+    def _push(self, item: bytes | object) -> None:
+        # Called with self._room held.
+        self._parts.append(item)
+        if not self._wake_pending:
+            self._wake_pending = True
+            self._loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        with self._room:
+            self._wake_pending = False
+        self._ready.set()
 
     async def next_part(self) -> bytes | object:
         """Loop side: the next part, or _END; re-raises what the iterator raised."""
-        item = await self._ready.get()
-        self._free_slots.release()
+        self._taken += 1
+        if self._taken % PARTS_BETWEEN_YIELDS == 0:
+            # Parts already queued are taken without suspending: let other tasks (the disconnect
+            # listener, other connections) run now and then.
+            await asyncio.sleep(0)
+        while True:
+            with self._room:
+                if self._parts:
+                    item = self._parts.popleft()
+                    if isinstance(item, (bytes, bytearray, memoryview)):
+                        self._queued_bytes -= len(item)
+                        self._room.notify()
+                    break
+                self._ready.clear()
+            await self._ready.wait()
         if isinstance(item, _ProducerFailed):
             raise item.error
         return item
 
     def stop(self) -> None:
-        self._stopped = True
-        # Wakes a worker blocked on a full pipe so that it can see the stop.
-        self._free_slots.release()
+        with self._room:
+            self._stopped = True
+            # Wakes a worker waiting for room so that it can see the stop.
+            self._room.notify_all()
 
 
 async def send_sync_stream(
-    parts: Iterator[bytes], channel: ResponseChannel, chunk_bytes: ChunkBytes
+    parts: Iterator[bytes],
+    channel: ResponseChannel,
+    chunk_bytes: ChunkBytes,
+    then: Callable[[], None] | None = None,
 ) -> None:
-    """Send a sync iterator part by part as the request's thread produces it, never whole."""
+    """Send a sync iterator part by part as the request's thread produces it, never whole.
+
+    ``then`` runs on that thread once the iteration is over, however it ended.
+    """
     pipe = SyncPartsPipe(asyncio.get_running_loop())
     # Thread-sensitive: the iterator runs on the request's thread, where the view ran.
-    producer = asyncio.ensure_future(sync_to_async(pipe.produce, thread_sensitive=True)(parts))
+    producer = asyncio.ensure_future(
+        sync_to_async(pipe.produce, thread_sensitive=True)(parts, then)
+    )
     try:
         while (part := await pipe.next_part()) is not _END:
             for chunk, _ in chunk_bytes(part):

@@ -18,10 +18,13 @@ from django.test import SimpleTestCase, override_settings
 
 from asgi_bridge import ASGIHandler, get_asgi_application
 from asgi_bridge import handler as handler_module
-from asgi_bridge.sending import SYNC_PARTS_AHEAD
+from asgi_bridge.sending import SYNC_BYTES_AHEAD
 
 from . import urls
 from .asgi import RecordingSend, ScriptedReceive, body_of, collect_response, http_scope
+
+# Large enough that the byte budget, not the part count, bounds how far a producer runs ahead.
+PART_SIZE = 2**16
 
 
 class SignalCounter:
@@ -113,40 +116,51 @@ class SyncStreamingTests(HandlerTestCase):
 
     async def test_iterator_is_advanced_lazily_not_collected(self) -> None:
         communicator = ApplicationCommunicator(
-            get_asgi_application(), http_scope("/stream/sync/", query_string=b"n=1000")
+            get_asgi_application(),
+            http_scope("/stream/sync/", query_string=b"n=1000&size=%d" % PART_SIZE),
         )
         await communicator.send_input({"type": "http.request"})
         await communicator.receive_output(timeout=5)  # start
         first = await communicator.receive_output(timeout=5)
-        self.assertEqual(first["body"], b"part 0\n")
-        # ApplicationCommunicator's queue is unbounded, so only the executor pace limits the
+        self.assertTrue(first["body"].startswith(b"part 0\n"))
+        # ApplicationCommunicator's queue is unbounded, so only the byte budget limits the
         # producer; a collected iterator would have yielded all 1000 parts before any message.
         self.assertLess(urls.observed["yielded"], 1000)
         await communicator.send_input({"type": "http.disconnect"})
         await communicator.wait(timeout=5)
         self.assertTrue(urls.observed["closed"])
 
-    async def test_producer_stays_a_bounded_number_of_parts_ahead(self) -> None:
+    async def test_producer_stays_a_bounded_number_of_bytes_ahead(self) -> None:
         release = asyncio.Event()
 
         async def slow_send(message: dict[str, Any]) -> None:
-            if message.get("body") == b"part 0\n":
+            if message.get("body", b"").startswith(b"part 0\n"):
                 await release.wait()
 
         receive = ScriptedReceive({"type": "http.request"})
-        scope = http_scope("/stream/sync/", query_string=b"n=50")
+        scope = http_scope("/stream/sync/", query_string=b"n=50&size=%d" % PART_SIZE)
         task = asyncio.ensure_future(get_asgi_application()(scope, receive, slow_send))
+        ahead = SYNC_BYTES_AHEAD // PART_SIZE
         for _ in range(500):
-            if urls.observed.get("yielded", 0) > SYNC_PARTS_AHEAD:
+            if urls.observed.get("yielded", 0) > ahead:
                 break
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.1)  # time to overrun the bound, if it were not enforced
-        # One part being sent, SYNC_PARTS_AHEAD waiting, one produced and blocked on the pipe.
-        self.assertLessEqual(urls.observed["yielded"], SYNC_PARTS_AHEAD + 2)
+        # One part being sent, a budget's worth waiting, one produced and waiting for room.
+        self.assertLessEqual(urls.observed["yielded"], ahead + 2)
         release.set()
         await asyncio.wait_for(task, 5)
         self.assertEqual(urls.observed["yielded"], 50)
         self.assertTrue(urls.observed["closed"])
+
+    async def test_small_parts_are_produced_in_one_go(self) -> None:
+        # 200 parts of 7 bytes fit the budget: the producer never waits for the loop.
+        messages = await self.request(http_scope("/stream/sync/", query_string=b"n=200"))
+        self.assertEqual(len(messages), 202)
+        self.assertEqual(
+            messages[-1], {"type": "http.response.body", "body": b"", "more_body": False}
+        )
+        self.assertEqual(len(self.finished.threads), 1)
 
     async def test_iterator_error_mid_stream_propagates_after_cleanup(self) -> None:
         send = RecordingSend()

@@ -25,7 +25,7 @@ async def async_hello(request: HttpRequest) -> HttpResponse:
     return HttpResponse("Hello async!")
 
 
-def sync_parts(count: int, fail_at: int = -1) -> Iterator[bytes]:
+def sync_parts(count: int, fail_at: int = -1, size: int = 0) -> Iterator[bytes]:
     observed["yielded"] = 0
     observed["closed"] = False
     try:
@@ -34,7 +34,7 @@ def sync_parts(count: int, fail_at: int = -1) -> Iterator[bytes]:
                 raise ValueError(f"part {index} failed")
             observed["yielded"] += 1
             observed.setdefault("stream_threads", set()).add(threading.get_ident())
-            yield b"part %d\n" % index
+            yield (b"part %d\n" % index).ljust(size, b".")
     finally:
         observed["closed"] = True
 
@@ -52,7 +52,8 @@ async def async_parts(count: int) -> AsyncIterator[bytes]:
 def sync_stream(request: HttpRequest) -> StreamingHttpResponse:
     observed["view_thread"] = threading.get_ident()
     count, fail_at = int(request.GET.get("n", "5")), int(request.GET.get("fail", "-1"))
-    return StreamingHttpResponse(sync_parts(count, fail_at))
+    size = int(request.GET.get("size", "0"))
+    return StreamingHttpResponse(sync_parts(count, fail_at, size))
 
 
 def async_stream(request: HttpRequest) -> StreamingHttpResponse:
