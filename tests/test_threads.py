@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -206,3 +208,38 @@ class ExecutorContextTests(PoolTestCase):
 
         first, second = await asyncio.gather(request(), request())
         self.assertIsNot(first, second)
+
+
+EXIT_SCRIPT = """
+import threading
+import django
+from django.conf import settings
+
+DATABASE = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
+settings.configure(DATABASES={"default": DATABASE})
+django.setup()
+from django.db import connections
+from asgi_bridge.threads import request_threads
+
+original_close_all = connections.close_all
+
+def reporting_close_all():
+    alive = connections["default"].connection is not None
+    original_close_all()
+    print("closed on", threading.current_thread().name, "open before:", alive, flush=True)
+
+connections.close_all = reporting_close_all
+executor = request_threads(2).executor()
+# A lambda: connections["default"] must be looked up on the pooled thread, not here.
+executor.submit(lambda: connections["default"].ensure_connection()).result(5)
+executor.release()
+"""
+
+
+class ProcessExitTests(SimpleTestCase):
+    def test_pooled_threads_close_their_database_connections_at_exit(self) -> None:
+        finished = subprocess.run(
+            [sys.executable, "-c", EXIT_SCRIPT], capture_output=True, text=True, timeout=60
+        )
+        self.assertEqual(finished.returncode, 0, finished.stderr)
+        self.assertEqual(finished.stdout.strip(), "closed on asgi_bridge-1 open before: True")
