@@ -156,15 +156,22 @@ class RunningServer:
         """Stop the whole process group: SIGTERM, up to STOP_TIMEOUT s' grace, then SIGKILL."""
         # start_new_session=True made the server its own group leader, so pgid == pid; the
         # group also holds any worker processes the server spawned (granian does).
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=STOP_TIMEOUT)
-        # Also sweeps workers that outlived a leader which did exit in time.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=STOP_TIMEOUT)
+        stop_process_group(self.process, lambda: os.killpg(self.pid, signal.SIGTERM))
+
+
+def stop_process_group(process: subprocess.Popen[bytes], ask_to_stop: Callable[[], None]) -> None:
+    """Ask a group leader to stop, give it STOP_TIMEOUT s' grace, then SIGKILL its whole group.
+
+    The SIGKILL also sweeps children that outlived a leader which did exit in time.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        ask_to_stop()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=STOP_TIMEOUT)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=STOP_TIMEOUT)
 
 
 def require_server_installed(name: str) -> None:

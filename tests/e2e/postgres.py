@@ -10,7 +10,6 @@ only ``ASGI_BRIDGE_SKIP_POSTGRES=1`` turns that into a skip.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import re
@@ -25,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import find_free_port, read_log_tail
+from .conftest import find_free_port, read_log_tail, stop_process_group
 
 try:
     import psycopg
@@ -42,7 +41,6 @@ DEBIAN_BINDIRS = Path("/usr/lib/postgresql")
 # PostgreSQL's own default, stated so a report that quotes it stays true on any machine.
 MAX_CONNECTIONS = 100
 START_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
 START_ATTEMPTS = 3
 INSTALL_HINT = (
     "install PostgreSQL's server (Debian: apt-get install postgresql; scripts/test does it "
@@ -143,18 +141,10 @@ class PostgresServer:
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def terminate(self) -> None:
-        """Fast shutdown, up to STOP_TIMEOUT s' grace, then SIGKILL to the process group."""
+        """Fast shutdown, then SIGKILL to the process group if it lingers."""
         # SIGINT to the postmaster is PostgreSQL's fast shutdown, what `pg_ctl stop -m fast`
         # sends: it disconnects clients and exits cleanly.
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGINT)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=STOP_TIMEOUT)
-        # Also sweeps backends that outlived a postmaster which did exit in time.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=STOP_TIMEOUT)
+        stop_process_group(self.process, lambda: os.kill(self.pid, signal.SIGINT))
 
 
 def require_postgres() -> Path:
