@@ -67,6 +67,23 @@ async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
     await asyncio.wait((task,))
 
 
+async def first_done(*tasks: asyncio.Task[Any]) -> None:
+    """Wait until one of ``tasks`` is done; asyncio.wait() without its per-call sets."""
+    waiter = asyncio.get_running_loop().create_future()
+
+    def wake(_: asyncio.Task[Any]) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    for task in tasks:
+        task.add_done_callback(wake)
+    try:
+        await waiter
+    finally:
+        for task in tasks:
+            task.remove_done_callback(wake)
+
+
 def raise_unexpected_error(task: asyncio.Task[Any]) -> None:
     """Re-raise what ``task`` raised, unless it is still ending, was cancelled or saw the
     client go away."""
@@ -243,7 +260,7 @@ class ASGIHandler(django_asgi.ASGIHandler):
             return
         worker = asyncio.create_task(work)
         try:
-            await asyncio.wait((listener, worker), return_when=asyncio.FIRST_COMPLETED)
+            await first_done(listener, worker)
         finally:
             if worker.done() and not listener.done():
                 # The usual end: the listener only waits in receive(), so cancelling it is enough.
