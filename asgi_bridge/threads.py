@@ -14,6 +14,7 @@ import atexit
 import inspect
 import itertools
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -252,6 +253,18 @@ def request_threads(max_threads: int) -> RequestThreadPool:
             if old is not None:
                 old.shutdown(timeout=0)
         return _pool
+
+
+def _forget_pool_in_child() -> None:
+    # A forked child has none of its parent's threads: a pool inherited from a parent that had
+    # served requests (a pre-forking server with the app preloaded) would hand work to nobody.
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 @atexit.register

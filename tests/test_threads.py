@@ -243,3 +243,38 @@ class ProcessExitTests(SimpleTestCase):
         )
         self.assertEqual(finished.returncode, 0, finished.stderr)
         self.assertEqual(finished.stdout.strip(), "closed on asgi_bridge-1 open before: True")
+
+
+FORK_SCRIPT = """
+import os
+import threading
+import time
+from asgi_bridge.threads import request_threads
+
+def thread_name():
+    return threading.current_thread().name
+
+pool = request_threads(2)
+executor = pool.executor()
+executor.submit(thread_name).result(5)
+executor.release()
+# Fork only once the parent's thread is idle in the pool, as a preloading server would.
+while pool.idle_count == 0:
+    time.sleep(0.001)
+pid = os.fork()
+if pid == 0:
+    child = request_threads(2).executor()
+    print("child ran on", child.submit(thread_name).result(5), flush=True)
+    child.release()
+    os._exit(0)
+os.waitpid(pid, 0)
+"""
+
+
+class ForkTests(SimpleTestCase):
+    def test_a_forked_child_starts_its_own_pool(self) -> None:
+        finished = subprocess.run(
+            [sys.executable, "-c", FORK_SCRIPT], capture_output=True, text=True, timeout=60
+        )
+        self.assertEqual(finished.returncode, 0, finished.stderr)
+        self.assertRegex(finished.stdout.strip(), r"^child ran on asgi_bridge-\d+$")
