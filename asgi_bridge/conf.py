@@ -30,11 +30,7 @@ class BridgeSettings:
 def _optional_positive_int(key: str, value: Any) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ImproperlyConfigured(
-            f"{SETTING_NAME}[{key!r}] must be a positive integer (bytes) or None, not {value!r}."
-        )
-    return value
+    return _positive_int(key, value, expected="a positive integer (bytes) or None")
 
 
 def _optional_positive_seconds(key: str, value: Any) -> float | None:
@@ -47,11 +43,9 @@ def _optional_positive_seconds(key: str, value: Any) -> float | None:
     return float(value)
 
 
-def _positive_int(key: str, value: Any) -> int:
+def _positive_int(key: str, value: Any, expected: str = "a positive integer") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ImproperlyConfigured(
-            f"{SETTING_NAME}[{key!r}] must be a positive integer, not {value!r}."
-        )
+        raise ImproperlyConfigured(f"{SETTING_NAME}[{key!r}] must be {expected}, not {value!r}.")
     return value
 
 

@@ -114,12 +114,8 @@ class RequestCycle:
             self.response.close()
 
 
-def finish_cycle(cycle: RequestCycle, handler_class: type) -> None:
-    cycle.close(handler_class)
-
-
 # Thread-sensitive: it runs on the request's thread, after whatever still runs there.
-finish_in_thread = sync_to_async(finish_cycle)
+close_in_thread = sync_to_async(RequestCycle.close)
 
 
 class ASGIHandler(django_asgi.ASGIHandler):
@@ -196,12 +192,7 @@ class ASGIHandler(django_asgi.ASGIHandler):
                     self.respond(scope, body_file, channel, cycle), receive
                 )
             finally:
-                # On the request's thread, after anything still running there: exactly one
-                # request_finished, from response.close() when there is a response.
-                if cycle.response is not None:
-                    await close_async_stream(cycle.response)
-                if not cycle.closed:
-                    await finish_in_thread(cycle, self.__class__)
+                await self.finish(cycle)
 
     async def respond(
         self, scope: Scope, body_file: IO[bytes], channel: ResponseChannel, cycle: RequestCycle
@@ -215,8 +206,7 @@ class ASGIHandler(django_asgi.ASGIHandler):
             await signals.request_started.asend(sender=self.__class__, scope=scope)
             request, error_response = self.create_request(scope, body_file)
             if request is None:
-                error_response._handler_class = self.__class__  # type: ignore[union-attr]
-                cycle.response = error_response
+                cycle.response = self.prepare_response(cast(HttpResponseBase, error_response))
             else:
                 cycle.response = await self.run_get_response(cast(ASGIRequest, request))
         assert cycle.response is not None
@@ -235,10 +225,7 @@ class ASGIHandler(django_asgi.ASGIHandler):
             response = cast(HttpResponseBase, error_response)
         else:
             response = self.sync_handler.get_response(request)
-            if isinstance(response, FileResponse):
-                response.block_size = self.chunk_size
-        response._handler_class = self.__class__  # type: ignore[attr-defined]
-        cycle.response = response
+        cycle.response = response = self.prepare_response(response)
         if not response.streaming:
             # The body is in memory, so nothing is left to do on this thread: closing now
             # (request_finished) saves the request a second visit after sending.
@@ -278,11 +265,25 @@ class ASGIHandler(django_asgi.ASGIHandler):
             response = await sync_to_async(self.sync_handler.get_response)(request)
         else:
             response = await self.get_response_async(request)
+        return self.prepare_response(response)
+
+    def prepare_response(self, response: HttpResponseBase) -> HttpResponseBase:
+        """Mark a response as this handler's, as Django does, and size its file reads."""
         response._handler_class = self.__class__  # type: ignore[attr-defined]
         # The server does the low-level chunking, so a file is read in large blocks.
         if isinstance(response, FileResponse):
             response.block_size = self.chunk_size
         return response
+
+    async def finish(self, cycle: RequestCycle) -> None:
+        """End the request: exactly one request_finished, from response.close() if any."""
+        try:
+            if cycle.response is not None:
+                await close_async_stream(cycle.response)
+        finally:
+            if not cycle.closed:
+                # On the request's thread, after anything still running there.
+                await close_in_thread(cycle, self.__class__)
 
     async def listen_for_disconnect(self, receive: Receive) -> None:
         """Listen for disconnect from the client."""
@@ -358,20 +359,14 @@ class ASGIHandler(django_asgi.ASGIHandler):
 
     async def send_and_close(self, response: HttpResponseBase, channel: ResponseChannel) -> None:
         """Send an error response built outside the view, then close it (request_finished)."""
-        response._handler_class = self.__class__  # type: ignore[attr-defined]
+        cycle = RequestCycle()
+        cycle.response = self.prepare_response(response)
         try:
             await self.send_response(response, channel)
         except RequestAborted:
             pass
         finally:
-            await self.close_response(response)
-
-    async def close_response(self, response: HttpResponseBase) -> None:
-        """Close the response's streams and files on the request's thread (request_finished)."""
-        try:
-            await close_async_stream(response)
-        finally:
-            await sync_to_async(response.close)()
+            await self.finish(cycle)
 
     async def send_response(self, response: HttpResponseBase, send: Send) -> None:
         """Encode and send a response out over ASGI."""
