@@ -56,12 +56,31 @@ class ProbeLog:
 PROBES = ProbeLog()
 
 
+# What the signals saw on the current thread, for /probe/thread/: a thread serves one request at
+# a time, so a flag set by request_started and read by the view belongs to the same request.
+_ON_THIS_THREAD = threading.local()
+
+
 def count_request_started(sender: object, **kwargs: object) -> None:
+    _ON_THIS_THREAD.started = True
     PROBES.count_started()
 
 
 def count_request_finished(sender: object, **kwargs: object) -> None:
+    token = getattr(_ON_THIS_THREAD, "watched_token", None)
+    if token is not None:
+        _ON_THIS_THREAD.watched_token = None
+        PROBES.record("finished_on", token, threading.current_thread().name)
     PROBES.count_finished()
+
+
+def view_thread_report(token: str) -> dict[str, object]:
+    """Called by a sync view: its thread, whether its request started here, and a watch on
+    where its request_finished fires (recorded as ``("finished_on", token, thread name)``)."""
+    started_here = getattr(_ON_THIS_THREAD, "started", False)
+    _ON_THIS_THREAD.started = False
+    _ON_THIS_THREAD.watched_token = token
+    return {"thread": threading.current_thread().name, "started_here": started_here}
 
 
 def record_event(kind: str, token: str, *extra: object) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -357,3 +358,11 @@ class ProbeTests(SimpleTestCase):
     def test_probe_request_has_started_but_not_finished(self) -> None:
         snapshot = self.probe()
         self.assertGreaterEqual(snapshot["started"], snapshot["finished"] + 1)
+
+    def test_thread_probe_reports_its_thread_and_where_the_request_finished(self) -> None:
+        response = self.client.get("/probe/thread/", {"token": "t-1"})
+        self.assertEqual(
+            response.json(), {"thread": threading.current_thread().name, "started_here": True}
+        )
+        events = self.probe()["events"]
+        self.assertIn(["finished_on", "t-1", threading.current_thread().name], events)

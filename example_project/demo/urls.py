@@ -25,4 +25,5 @@ urlpatterns = [
     path("download/", views.download, name="download"),
     path("boom/", views.boom, name="boom"),
     path("probe/events/", views.probe_events, name="probe_events"),
+    path("probe/thread/", views.probe_thread, name="probe_thread"),
 ]

@@ -31,7 +31,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from demo.bigfile import ensure_big_file
 from demo.forms import NameForm, UploadForm
 from demo.models import Item
-from demo.probes import PROBES, TrackedFile, record_event
+from demo.probes import PROBES, TrackedFile, record_event, view_thread_report
 
 TEXT_PLAIN = "text/plain; charset=utf-8"
 READ_CHUNK_SIZE = 64 * 1024
@@ -222,6 +222,12 @@ def boom(request: HttpRequest) -> HttpResponse:
 @require_safe
 def probe_events(request: HttpRequest) -> JsonResponse:
     return JsonResponse(PROBES.snapshot())
+
+
+@require_safe
+def probe_thread(request: HttpRequest) -> JsonResponse:
+    """Where this sync view and its request's signals run (the end-to-end tests check it)."""
+    return JsonResponse(view_thread_report(request.GET.get("token", "")))
 
 
 # Small pieces the views share ------------------------------------------------------------------

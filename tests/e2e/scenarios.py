@@ -54,6 +54,9 @@ def new_token() -> str:
     return uuid.uuid4().hex
 
 
+# Sequential /probe/thread/ requests: enough to show threads being reused.
+THREAD_PROBES = 10
+
 # -- the probe --------------------------------------------------------------------------------
 
 
@@ -405,6 +408,26 @@ class HTTPScenarios:
             assert status == b"", status
             after = take_probe(client)
             assert (after.started - baseline.started, after.finished - baseline.finished) == (1, 1)
+
+    def test_sync_code_of_a_request_runs_on_one_reused_pooled_thread(
+        self, client: httpx.Client
+    ) -> None:
+        threads = []
+        for _ in range(THREAD_PROBES):
+            token = new_token()
+            baseline = take_probe(client)
+            response = client.get("/probe/thread/", params={"token": token})
+            assert response.status_code == 200, response.text
+            report = response.json()
+            # The view ran on a pooled thread, where its request_started had run before it...
+            assert report["thread"].startswith("asgi_bridge-"), report
+            assert report["started_here"] is True, report
+            # ...and where its request_finished ran after it, exactly once.
+            finished_on = assert_cleaned_up_once(client, baseline, "finished_on", token)
+            assert finished_on[2] == report["thread"], (finished_on, report)
+            threads.append(report["thread"])
+        # One after another, requests reuse threads instead of getting one each.
+        assert len(set(threads)) < len(threads), threads
 
     @pytest.mark.parametrize("flavour", ["forever", "forever-sync"])
     def test_client_disconnect_mid_stream(
