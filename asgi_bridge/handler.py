@@ -7,7 +7,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Coroutine
-from contextlib import closing
+from contextlib import AbstractAsyncContextManager, closing, nullcontext
 from functools import partial
 from typing import IO, Any, cast
 
@@ -35,7 +35,13 @@ from .sending import (
     send_sync_stream,
     start_message,
 )
-from .threads import RequestThreadPool, executor_context, request_threads
+from .threads import (
+    RequestThreadPool,
+    executor_context,
+    on_request_thread,
+    request_executor,
+    request_threads,
+)
 from .types import Message, Receive, Scope, Send
 
 logger = logging.getLogger("django.request")
@@ -114,8 +120,14 @@ class RequestCycle:
             self.response.close()
 
 
-# Thread-sensitive: it runs on the request's thread, after whatever still runs there.
-close_in_thread = sync_to_async(RequestCycle.close)
+# On the request's thread, after whatever still runs there.
+close_in_thread = on_request_thread(RequestCycle.close)
+
+
+def request_thread_context() -> AbstractAsyncContextManager[object]:
+    """Inside it, thread-sensitive ``sync_to_async`` calls run on the current request's thread."""
+    executor = request_executor.get()
+    return executor_context(executor) if executor is not None else nullcontext()
 
 
 class ASGIHandler(django_asgi.ASGIHandler):
@@ -133,7 +145,7 @@ class ASGIHandler(django_asgi.ASGIHandler):
         super().__init__()
         self.sync_handler = self.load_sync_chain()
         # Built once: making a sync_to_async wrapper costs more than a request's own work.
-        self._respond_in_thread = sync_to_async(self.respond_in_thread)
+        self._respond_in_thread = on_request_thread(self.respond_in_thread)
 
     def load_sync_chain(self) -> SyncChainHandler | None:
         """Django's sync middleware chain, if it serves requests with fewer thread hops.
@@ -159,13 +171,20 @@ class ASGIHandler(django_asgi.ASGIHandler):
             raise ValueError(
                 "Django can only handle ASGI/HTTP connections, not %s." % scope["type"]
             )
-        # All thread-sensitive sync code of this request runs on one pooled thread, lent on
-        # first use and given back once the request is over and that code has returned.
+        # All sync code of this request runs on one pooled thread, lent on first use and given
+        # back once the request is over and that code has returned.
         executor = self.request_threads().executor()
+        token = request_executor.set(executor)
         try:
-            async with executor_context(executor):
+            if self.visits_thread_once() and type(self).handle is ASGIHandler.handle:
+                # The thread is reached directly; the few paths that run sync code through
+                # Django's own sync_to_async calls enter the thread-sensitive context themselves.
                 await self.handle(scope, receive, send)
+            else:
+                async with executor_context(executor):
+                    await self.handle(scope, receive, send)
         finally:
+            request_executor.reset(token)
             executor.release()
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -178,11 +197,13 @@ class ASGIHandler(django_asgi.ASGIHandler):
             return
         except RequestBodyTooLarge as error:
             rejection = HttpResponse("413 Payload too large", status=413)
-            await self.reject_unread_body(scope, channel, rejection, error)
+            async with request_thread_context():
+                await self.reject_unread_body(scope, channel, rejection, error)
             return
         except RequestBodyTimeout as error:
             rejection = HttpResponse("408 Request Timeout", status=408)
-            await self.reject_unread_body(scope, channel, rejection, error)
+            async with request_thread_context():
+                await self.reject_unread_body(scope, channel, rejection, error)
             return
         with closing(body_file):
             set_script_prefix(get_script_prefix(scope))
@@ -198,7 +219,7 @@ class ASGIHandler(django_asgi.ASGIHandler):
         self, scope: Scope, body_file: IO[bytes], channel: ResponseChannel, cycle: RequestCycle
     ) -> None:
         """Run the request through Django and send the response it gives."""
-        if self.sync_handler is not None and not self.overrides_run_get_response():
+        if self.visits_thread_once():
             # One visit to the request's thread: signal, request, middleware and sync view.
             await self._respond_in_thread(scope, body_file, cycle)
             channel.finish_on_thread = partial(cycle.close, self.__class__)
@@ -230,6 +251,10 @@ class ASGIHandler(django_asgi.ASGIHandler):
             # The body is in memory, so nothing is left to do on this thread: closing now
             # (request_finished) saves the request a second visit after sending.
             cycle.close(self.__class__)
+
+    def visits_thread_once(self) -> bool:
+        """Whether a request's sync code runs in one visit to its thread (respond_in_thread)."""
+        return self.sync_handler is not None and not self.overrides_run_get_response()
 
     def overrides_run_get_response(self) -> bool:
         # A subclass wrapping run_get_response (instrumentation does) must see every request.
@@ -278,8 +303,9 @@ class ASGIHandler(django_asgi.ASGIHandler):
     async def finish(self, cycle: RequestCycle) -> None:
         """End the request: exactly one request_finished, from response.close() if any."""
         try:
-            if cycle.response is not None:
-                await close_async_stream(cycle.response)
+            if getattr(cycle.response, "is_async", False):
+                async with request_thread_context():
+                    await close_async_stream(cast(HttpResponseBase, cycle.response))
         finally:
             if not cycle.closed:
                 # On the request's thread, after anything still running there.
@@ -385,7 +411,9 @@ class ASGIHandler(django_asgi.ASGIHandler):
                 await channel(body_message(cast(bytes, chunk), not last))
         else:
             if response.is_async:  # type: ignore[attr-defined]
-                await send_async_stream(response, channel, self.chunk_bytes)
+                # The iterator's own sync_to_async calls run on the request's thread.
+                async with request_thread_context():
+                    await send_async_stream(response, channel, self.chunk_bytes)
             else:
                 await send_sync_stream(
                     response.streaming_content,  # type: ignore[attr-defined]

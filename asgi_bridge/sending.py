@@ -11,11 +11,11 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import aclosing
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.http import FileResponse
 from django.http.response import HttpResponseBase
 
 from .exceptions import ClientDisconnected
+from .threads import on_request_thread
 from .types import Message, Scope, Send
 
 logger = logging.getLogger("asgi_bridge")
@@ -195,6 +195,9 @@ class SyncPartsPipe:
             self._room.notify_all()
 
 
+produce_on_request_thread = on_request_thread(SyncPartsPipe.produce)
+
+
 async def send_sync_stream(
     parts: Iterator[bytes],
     channel: ResponseChannel,
@@ -206,10 +209,8 @@ async def send_sync_stream(
     ``then`` runs on that thread once the iteration is over, however it ended.
     """
     pipe = SyncPartsPipe(asyncio.get_running_loop())
-    # Thread-sensitive: the iterator runs on the request's thread, where the view ran.
-    producer = asyncio.ensure_future(
-        sync_to_async(pipe.produce, thread_sensitive=True)(parts, then)
-    )
+    # The iterator runs on the request's thread, where the view ran.
+    producer = asyncio.ensure_future(produce_on_request_thread(pipe, parts, then))
     try:
         while (part := await pipe.next_part()) is not _END:
             for chunk, _ in chunk_bytes(part):

@@ -11,6 +11,7 @@ sync view that outlives its disconnected client still owns its thread until it r
 from __future__ import annotations
 
 import atexit
+import contextvars
 import inspect
 import itertools
 import logging
@@ -18,12 +19,12 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from concurrent.futures import Executor, Future
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from queue import SimpleQueue
 from typing import Any, TypeVar, cast
 
-from asgiref.sync import AsyncToSync, SyncToAsync, ThreadSensitiveContext
+from asgiref.sync import AsyncToSync, SyncToAsync, ThreadSensitiveContext, sync_to_async
 
 logger = logging.getLogger("asgi_bridge")
 
@@ -232,6 +233,45 @@ def executor_context(executor: Executor) -> ThreadSensitiveContext:
     if _CONTEXT_TAKES_EXECUTOR:
         return ThreadSensitiveContext(executor=executor)  # type: ignore[call-arg,unused-ignore]
     return _LegacyExecutorContext(executor)
+
+
+# The executor of the request whose task is running; set by the handler for each request.
+request_executor: contextvars.ContextVar[RequestExecutor | None] = contextvars.ContextVar(
+    "asgi_bridge_request_executor", default=None
+)
+
+
+class CurrentRequestExecutor(Executor):
+    """Submits to the executor of the request whose task submits: one object for all requests."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        executor = request_executor.get()
+        if executor is None:
+            raise RuntimeError("no asgi_bridge request is running in this context")
+        return executor.submit(fn, *args, **kwargs)
+
+
+_current_request_executor = CurrentRequestExecutor()
+
+
+def on_request_thread(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """``sync_to_async(func)`` that runs on the current request's thread.
+
+    Unlike a thread-sensitive ``sync_to_async``, it needs no ``ThreadSensitiveContext`` to find
+    that thread, and entering one costs a request about as much as the hop itself. Outside a
+    request it falls back to the thread-sensitive call.
+    """
+    # asgiref's annotation asks for a ThreadPoolExecutor; it only ever calls submit().
+    executor = cast(ThreadPoolExecutor, _current_request_executor)
+    on_thread = sync_to_async(func, thread_sensitive=False, executor=executor)
+    thread_sensitive = sync_to_async(func)
+
+    async def call(*args: Any, **kwargs: Any) -> T:
+        if request_executor.get() is None:
+            return await thread_sensitive(*args, **kwargs)
+        return await on_thread(*args, **kwargs)
+
+    return call
 
 
 _pool: RequestThreadPool | None = None

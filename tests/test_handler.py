@@ -531,6 +531,33 @@ class ThreadModelTests(HandlerTestCase):
         self.assertTrue(urls.observed["closed"])
         self.assertEqual(self.finished.threads, [urls.observed["view_thread"]])
 
+    async def test_async_stream_of_a_sync_view_calls_sync_code_on_the_views_thread(self) -> None:
+        messages = await self.request(http_scope("/stream/async/sync-code/"))
+        self.assertEqual(body_of(messages), b"called")
+        view_thread = urls.observed["view_thread"]
+        self.assertEqual(urls.observed["sync_to_async_threads"], [view_thread])
+        self.assertEqual(self.finished.threads, [view_thread])
+
+    async def test_sync_code_called_from_an_async_view_runs_on_the_requests_thread(self) -> None:
+        messages = await self.request(http_scope("/async/sync-code/"))
+        self.assertEqual(body_of(messages), b"called")
+        [called_thread] = urls.observed["sync_to_async_threads"]
+        self.assertNotEqual(called_thread, threading.get_ident())
+        self.assertEqual(self.started.threads, [called_thread])
+        self.assertEqual(self.finished.threads, [called_thread])
+
+    @override_settings(ASGI_BRIDGE={"MAX_REQUEST_BODY_SIZE": 100})
+    async def test_signals_of_a_refused_body_run_on_one_pooled_thread(self) -> None:
+        scope = http_scope("/echo/", method="POST")
+        scope["headers"] = [(b"content-length", b"200")]
+        application = get_asgi_application()
+        with self.assertLogs("django.request", "WARNING"):
+            messages = await self.request(scope, b"x" * 200, application=application)
+        self.assertEqual(messages[0]["status"], 413)
+        self.assertEqual(len(self.started.threads), 1)
+        self.assertEqual(self.finished.threads, self.started.threads)
+        self.assertNotEqual(self.started.threads[0], threading.get_ident())
+
 
 class SyncChainThreadModelTests(ThreadModelTests):
     middleware = SYNC_CHAIN

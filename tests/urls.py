@@ -7,6 +7,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
@@ -122,6 +123,26 @@ async def async_waiting(request: HttpRequest) -> HttpResponse:
     return HttpResponse("not cancelled")
 
 
+def record_sync_to_async_thread() -> None:
+    observed.setdefault("sync_to_async_threads", []).append(threading.get_ident())
+
+
+async def async_parts_calling_sync_code() -> AsyncIterator[bytes]:
+    await sync_to_async(record_sync_to_async_thread)()
+    yield b"called"
+
+
+def async_stream_calling_sync_code(request: HttpRequest) -> StreamingHttpResponse:
+    """A sync view whose async iterator calls thread-sensitive sync code."""
+    observed["view_thread"] = threading.get_ident()
+    return StreamingHttpResponse(async_parts_calling_sync_code())
+
+
+async def async_view_calling_sync_code(request: HttpRequest) -> HttpResponse:
+    await sync_to_async(record_sync_to_async_thread)()
+    return HttpResponse("called")
+
+
 @csrf_exempt
 def echo(request: HttpRequest) -> HttpResponse:
     return HttpResponse(request.body)
@@ -138,4 +159,6 @@ urlpatterns = [
     path("stream/big/", big_part_stream),
     path("file/", file_download),
     path("echo/", echo),
+    path("stream/async/sync-code/", async_stream_calling_sync_code),
+    path("async/sync-code/", async_view_calling_sync_code),
 ]
