@@ -14,6 +14,7 @@ from django.dispatch import receiver
 
 SETTING_NAME = "ASGI_BRIDGE"
 DEFAULT_THREADS = 32
+DEFAULT_BACKGROUND_SHUTDOWN_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,10 @@ class BridgeSettings:
     # Pooled threads that run requests' sync code; also the most database connections a
     # process keeps open with CONN_MAX_AGE.
     threads: int = DEFAULT_THREADS
+    # Dotted paths to async context managers run for the ASGI lifespan, in order.
+    lifespan: tuple[str, ...] = ()
+    # How long lifespan shutdown waits for after_response() work before cancelling it.
+    background_shutdown_timeout: float | None = DEFAULT_BACKGROUND_SHUTDOWN_TIMEOUT
 
 
 def _optional_positive_int(key: str, value: Any) -> int | None:
@@ -43,6 +48,20 @@ def _optional_positive_seconds(key: str, value: Any) -> float | None:
     return float(value)
 
 
+def _dotted_paths(key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise ImproperlyConfigured(
+            f"{SETTING_NAME}[{key!r}] must be a list of dotted paths, not {value!r}."
+        )
+    for path in value:
+        if not isinstance(path, str) or "." not in path:
+            raise ImproperlyConfigured(
+                f"{SETTING_NAME}[{key!r}] must contain dotted paths such as "
+                f"'myapp.lifespan.http_client', not {path!r}."
+            )
+    return tuple(value)
+
+
 def _positive_int(key: str, value: Any, expected: str = "a positive integer") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ImproperlyConfigured(f"{SETTING_NAME}[{key!r}] must be {expected}, not {value!r}.")
@@ -54,6 +73,8 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "MAX_REQUEST_BODY_SIZE": ("max_request_body_size", _optional_positive_int),
     "BODY_RECEIVE_TIMEOUT": ("body_receive_timeout", _optional_positive_seconds),
     "THREADS": ("threads", _positive_int),
+    "LIFESPAN": ("lifespan", _dotted_paths),
+    "BACKGROUND_SHUTDOWN_TIMEOUT": ("background_shutdown_timeout", _optional_positive_seconds),
 }
 
 

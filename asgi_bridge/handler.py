@@ -8,7 +8,7 @@ import os
 import tempfile
 from collections.abc import Coroutine
 from contextlib import AbstractAsyncContextManager, closing, nullcontext
-from functools import partial
+from functools import cached_property, partial
 from typing import IO, Any, cast
 
 from asgiref.sync import sync_to_async
@@ -21,9 +21,11 @@ from django.http import FileResponse, HttpResponse
 from django.http.response import HttpResponseBase
 from django.urls import set_script_prefix
 
+from .background import BackgroundWork, RequestWork, pending_work
 from .chain import SyncChainHandler, middleware_hops_in_async_mode
 from .conf import bridge_settings
 from .exceptions import RequestBodyTimeout, RequestBodyTooLarge
+from .lifespan import Lifespan
 from .request import ASGIRequest, get_script_prefix
 from .sending import (
     PATHSEND,
@@ -144,6 +146,8 @@ class ASGIHandler(django_asgi.ASGIHandler):
         bridge_settings()
         super().__init__()
         self.sync_handler = self.load_sync_chain()
+        # Imports the LIFESPAN hooks now, so that a wrong dotted path fails at startup.
+        _ = self.lifespan
         # Built once: making a sync_to_async wrapper costs more than a request's own work.
         self._respond_in_thread = on_request_thread(self.respond_in_thread)
 
@@ -162,19 +166,39 @@ class ASGIHandler(django_asgi.ASGIHandler):
             return None
         return SyncChainHandler()
 
+    @cached_property
+    def lifespan(self) -> Lifespan:
+        """This application's lifespan: its startup and shutdown hooks and their state."""
+        return Lifespan(self)
+
+    @cached_property
+    def background(self) -> BackgroundWork:
+        """The after_response() work this application has started."""
+        return BackgroundWork()
+
     def request_threads(self) -> RequestThreadPool:
         """The pool whose threads run the sync code of requests."""
         return request_threads(bridge_settings().threads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await self.lifespan.serve(scope, receive, send)
+                return
             raise ValueError(
                 "Django can only handle ASGI/HTTP connections, not %s." % scope["type"]
             )
+        lifespan = self.lifespan
+        if not lifespan.started:
+            await lifespan.start_without_server()
+        if lifespan.state and "state" not in scope:
+            # A server without lifespan state (daphne): each request gets a copy of ours.
+            scope = {**scope, "state": dict(lifespan.state)}
         # All sync code of this request runs on one pooled thread, lent on first use and given
         # back once the request is over and that code has returned.
         executor = self.request_threads().executor()
         token = request_executor.set(executor)
+        work_token = pending_work.set(RequestWork())
         try:
             if self.visits_thread_once() and type(self).handle is ASGIHandler.handle:
                 # The thread is reached directly; the few paths that run sync code through
@@ -184,6 +208,7 @@ class ASGIHandler(django_asgi.ASGIHandler):
                 async with executor_context(executor):
                     await self.handle(scope, receive, send)
         finally:
+            pending_work.reset(work_token)
             request_executor.reset(token)
             executor.release()
 
@@ -301,15 +326,21 @@ class ASGIHandler(django_asgi.ASGIHandler):
         return response
 
     async def finish(self, cycle: RequestCycle) -> None:
-        """End the request: exactly one request_finished, from response.close() if any."""
+        """End the request: exactly one request_finished, from response.close() if any, then
+        start the request's after_response() work."""
         try:
-            if getattr(cycle.response, "is_async", False):
-                async with request_thread_context():
-                    await close_async_stream(cast(HttpResponseBase, cycle.response))
+            try:
+                if getattr(cycle.response, "is_async", False):
+                    async with request_thread_context():
+                        await close_async_stream(cast(HttpResponseBase, cycle.response))
+            finally:
+                if not cycle.closed:
+                    # On the request's thread, after anything still running there.
+                    await close_in_thread(cycle, self.__class__)
         finally:
-            if not cycle.closed:
-                # On the request's thread, after anything still running there.
-                await close_in_thread(cycle, self.__class__)
+            work = pending_work.get()
+            if work is not None:
+                work.start(self.background.starter(self.request_threads()))
 
     async def listen_for_disconnect(self, receive: Receive) -> None:
         """Listen for disconnect from the client."""

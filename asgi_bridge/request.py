@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, MutableMapping
+from functools import cached_property
 from typing import IO, Any
 
 from django.conf import settings
@@ -91,6 +92,46 @@ def _is_valid_int(value: object) -> bool:
     return True
 
 
+class State:
+    """A request's copy of the lifespan state, read and written as attributes.
+
+    ``request.state.http_client`` reads ``scope["state"]["http_client"]``; what a request sets
+    stays in its own copy, as the ASGI spec has servers copy the state for each request.
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: MutableMapping[str, Any] | None = None) -> None:
+        object.__setattr__(self, "_data", {} if data is None else data)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._data[name]
+        except KeyError:
+            known = ", ".join(sorted(self._data)) or "nothing"
+            raise AttributeError(
+                f"request.state has no {name!r}; the lifespan state holds {known}."
+            ) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self._data[name] = value
+
+    def __delattr__(self, name: str) -> None:
+        try:
+            del self._data[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._data
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __repr__(self) -> str:
+        return f"State({self._data!r})"
+
+
 class ASGIRequest(django_asgi.ASGIRequest):
     """Django's ASGIRequest, built in one pass over the scope.
 
@@ -124,6 +165,11 @@ class ASGIRequest(django_asgi.ASGIRequest):
         self.META = meta
         self._set_content_type_params(self.META)  # type: ignore[attr-defined]
         self._stream = body_file  # type: ignore[assignment]
+
+    @cached_property
+    def state(self) -> State:
+        """The server's per-request copy of the lifespan state; empty if it gave none."""
+        return State(self.scope.get("state"))
 
     @property
     def body(self) -> bytes:

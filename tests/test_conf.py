@@ -49,6 +49,29 @@ class ParseSettingsTests(SimpleTestCase):
             ):
                 parse_settings({"BODY_RECEIVE_TIMEOUT": value})
 
+    def test_lifespan_paths(self) -> None:
+        self.assertEqual(parse_settings({}).lifespan, ())
+        self.assertEqual(
+            parse_settings({"LIFESPAN": ["app.lifespan.client"]}).lifespan, ("app.lifespan.client",)
+        )
+        for value in ("app.lifespan.client", [42], ["nodots"], None):
+            with (
+                self.subTest(value=value),
+                self.assertRaisesMessage(ImproperlyConfigured, "ASGI_BRIDGE['LIFESPAN'] must"),
+            ):
+                parse_settings({"LIFESPAN": value})
+
+    def test_background_shutdown_timeout(self) -> None:
+        self.assertEqual(parse_settings({}).background_shutdown_timeout, 30.0)
+        self.assertIsNone(
+            parse_settings({"BACKGROUND_SHUTDOWN_TIMEOUT": None}).background_shutdown_timeout
+        )
+        with self.assertRaisesMessage(
+            ImproperlyConfigured,
+            "ASGI_BRIDGE['BACKGROUND_SHUTDOWN_TIMEOUT'] must be a positive number of seconds",
+        ):
+            parse_settings({"BACKGROUND_SHUTDOWN_TIMEOUT": 0})
+
     def test_not_a_dict(self) -> None:
         with self.assertRaisesMessage(
             ImproperlyConfigured, "The ASGI_BRIDGE setting must be a dict, not list."

@@ -12,6 +12,8 @@ from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpRe
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
+from asgi_bridge.background import after_response
+
 # What the views saw, keyed by name; tests clear it in setUp.
 observed: dict[str, Any] = {}
 
@@ -143,6 +145,65 @@ async def async_view_calling_sync_code(request: HttpRequest) -> HttpResponse:
     return HttpResponse("called")
 
 
+def lifespan_state(request: HttpRequest) -> HttpResponse:
+    """Lists the request's lifespan state, and sets a value in its own copy."""
+    observed.setdefault("states", []).append(request.state)
+    names = ",".join(sorted(request.state))
+    request.state.seen_by_view = True
+    return HttpResponse(names)
+
+
+def record_job(name: str) -> None:
+    observed.setdefault("jobs", []).append(
+        (name, threading.get_ident(), observed.get("final_body_sent", False))
+    )
+
+
+async def record_async_job(name: str) -> None:
+    await asyncio.sleep(0)
+    # Thread-sensitive sync code of async work runs off the loop, as it does in a request.
+    await sync_to_async(record_job)(name + " (sync part)")
+    observed.setdefault("jobs", []).append(
+        (name, threading.get_ident(), observed.get("final_body_sent", False))
+    )
+
+
+def failing_job() -> None:
+    raise ValueError("the mail server said no")
+
+
+def queue_work(request: HttpRequest) -> HttpResponse:
+    observed["view_thread"] = threading.get_ident()
+    after_response(record_job, "first")
+    after_response(failing_job)
+    after_response(record_async_job, name="second")
+    after_response(record_job, "third")
+    return HttpResponse("queued")
+
+
+async def async_queue_work(request: HttpRequest) -> HttpResponse:
+    after_response(record_async_job, "from async view")
+    return HttpResponse("queued")
+
+
+def queue_gated_work(request: HttpRequest) -> HttpResponse:
+    after_response(observed["gated_job"])
+    return HttpResponse("queued")
+
+
+def queue_work_then_stream(request: HttpRequest) -> StreamingHttpResponse:
+    after_response(record_job, "after stream")
+    return StreamingHttpResponse(sync_parts(1000))
+
+
+def queue_work_after_release(request: HttpRequest) -> HttpResponse:
+    """Holds its thread until released, then queues work: its client may be long gone."""
+    observed["view_started"].set()
+    observed["release"].wait(5)
+    after_response(record_job, "late")
+    return HttpResponse("late")
+
+
 @csrf_exempt
 def echo(request: HttpRequest) -> HttpResponse:
     return HttpResponse(request.body)
@@ -159,6 +220,12 @@ urlpatterns = [
     path("stream/big/", big_part_stream),
     path("file/", file_download),
     path("echo/", echo),
+    path("state/", lifespan_state),
+    path("after/", queue_work),
+    path("after/async/", async_queue_work),
+    path("after/gated/", queue_gated_work),
+    path("after/stream/", queue_work_then_stream),
+    path("after/late/", queue_work_after_release),
     path("stream/async/sync-code/", async_stream_calling_sync_code),
     path("async/sync-code/", async_view_calling_sync_code),
 ]
