@@ -109,7 +109,8 @@ def run_job_now(job: Job) -> None:
         if iscoroutinefunction(func):
             async_to_sync(func)(*args, **kwargs)
         else:
-            run_sync_job(job)
+            # The caller's thread and its connections are the caller's: perhaps mid-transaction.
+            func(*args, **kwargs)
     except Exception:
         logger.exception("after_response() work %s failed", describe(func))
 

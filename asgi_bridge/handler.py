@@ -39,6 +39,7 @@ from .sending import (
 )
 from .threads import (
     RequestThreadPool,
+    caller_thread_executor,
     executor_context,
     on_request_thread,
     request_executor,
@@ -195,8 +196,10 @@ class ASGIHandler(django_asgi.ASGIHandler):
             # A server without lifespan state (daphne): each request gets a copy of ours.
             scope = {**scope, "state": dict(lifespan.state)}
         # All sync code of this request runs on one pooled thread, lent on first use and given
-        # back once the request is over and that code has returned.
-        executor = self.request_threads().executor()
+        # back once the request is over and that code has returned. Called from a sync thread
+        # through async_to_sync (Django's async tests), it runs on that thread, as in Django.
+        caller_thread = caller_thread_executor()
+        executor = caller_thread or self.request_threads().executor()
         token = request_executor.set(executor)
         work_token = pending_work.set(RequestWork())
         try:
@@ -210,7 +213,8 @@ class ASGIHandler(django_asgi.ASGIHandler):
         finally:
             pending_work.reset(work_token)
             request_executor.reset(token)
-            executor.release()
+            if caller_thread is None:
+                executor.shutdown()
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Read the body, run the view and send its response, unless the client leaves first."""

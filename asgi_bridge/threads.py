@@ -10,6 +10,7 @@ sync view that outlives its disconnected client still owns its thread until it r
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextvars
 import inspect
@@ -236,7 +237,7 @@ def executor_context(executor: Executor) -> ThreadSensitiveContext:
 
 
 # The executor of the request whose task is running; set by the handler for each request.
-request_executor: contextvars.ContextVar[RequestExecutor | None] = contextvars.ContextVar(
+request_executor: contextvars.ContextVar[Executor | None] = contextvars.ContextVar(
     "asgi_bridge_request_executor", default=None
 )
 
@@ -272,6 +273,16 @@ def on_request_thread(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
         return await on_thread(*args, **kwargs)
 
     return call
+
+
+def caller_thread_executor() -> Executor | None:
+    """The thread that waits, inside ``async_to_sync``, for the running event loop to finish.
+
+    That is how Django runs async test methods, and Django's handler then runs a request's
+    sync code on that thread, inside the test's database transaction. Under a server there is
+    none: servers never call the application from ``async_to_sync``.
+    """
+    return AsyncToSync.loop_thread_executors.get(asyncio.get_running_loop())
 
 
 _pool: RequestThreadPool | None = None

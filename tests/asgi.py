@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from asgiref.sync import AsyncToSync
 from asgiref.testing import ApplicationCommunicator
 
 from asgi_bridge.types import Message, Scope
@@ -73,3 +76,35 @@ class RecordingSend:
 
 
 Receive = Callable[[], Awaitable[Message]]
+
+
+def served_like_by_a_server(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Run an async test's requests as a server would, on the handler's pooled threads.
+
+    Django runs async test methods inside async_to_sync, and there, as Django's own handler
+    does, asgi_bridge runs a request's sync code on the test's thread (inside its database
+    transaction). Servers never call the application that way; hiding the waiting thread from
+    the event loop lets these tests see what happens under a server.
+    """
+
+    @functools.wraps(method)
+    async def run(*args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        caller = AsyncToSync.loop_thread_executors.pop(loop, None)
+        try:
+            return await method(*args, **kwargs)
+        finally:
+            if caller is not None:
+                AsyncToSync.loop_thread_executors[loop] = caller
+
+    return run
+
+
+class ServedLikeByAServer:
+    """A test case mixin: every async test method runs ``served_like_by_a_server``."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, value in list(vars(cls).items()):
+            if name.startswith("test") and inspect.iscoroutinefunction(value):
+                setattr(cls, name, served_like_by_a_server(value))

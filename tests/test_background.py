@@ -14,7 +14,7 @@ from asgi_bridge.background import after_response
 from asgi_bridge.handler import ASGIHandler
 
 from . import urls
-from .asgi import http_scope
+from .asgi import ServedLikeByAServer, http_scope
 from .test_handler import wait_for_event
 from .test_lifespan import lifespan_scope
 
@@ -31,7 +31,7 @@ class MarkingSend:
             urls.observed["final_body_sent"] = True
 
 
-class BackgroundTestCase(SimpleTestCase):
+class BackgroundTestCase(ServedLikeByAServer, SimpleTestCase):
     def setUp(self) -> None:
         urls.observed.clear()
 

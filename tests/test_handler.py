@@ -21,7 +21,14 @@ from asgi_bridge import handler as handler_module
 from asgi_bridge.sending import SYNC_BYTES_AHEAD
 
 from . import urls
-from .asgi import RecordingSend, ScriptedReceive, body_of, collect_response, http_scope
+from .asgi import (
+    RecordingSend,
+    ScriptedReceive,
+    ServedLikeByAServer,
+    body_of,
+    collect_response,
+    http_scope,
+)
 
 # Large enough that the byte budget, not the part count, bounds how far a producer runs ahead.
 PART_SIZE = 2**16
@@ -35,7 +42,7 @@ class SignalCounter:
         self.threads.append(threading.get_ident())
 
 
-class HandlerTestCase(SimpleTestCase):
+class HandlerTestCase(ServedLikeByAServer, SimpleTestCase):
     def setUp(self) -> None:
         urls.observed.clear()
         request_started.disconnect(close_old_connections)

@@ -14,7 +14,7 @@ from asgi_bridge import get_asgi_application, signals
 from asgi_bridge.handler import ASGIHandler
 
 from . import lifespan_hooks, urls
-from .asgi import body_of, collect_response, http_scope
+from .asgi import ServedLikeByAServer, body_of, collect_response, http_scope
 
 HOOKS = "tests.lifespan_hooks."
 
@@ -36,7 +36,7 @@ class Recorder:
         self.calls.append((threading.get_ident(), state))
 
 
-class LifespanTestCase(SimpleTestCase):
+class LifespanTestCase(ServedLikeByAServer, SimpleTestCase):
     def setUp(self) -> None:
         lifespan_hooks.events.clear()
         urls.observed.clear()

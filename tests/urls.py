@@ -204,6 +204,13 @@ def queue_work_after_release(request: HttpRequest) -> HttpResponse:
     return HttpResponse("late")
 
 
+def user_count(request: HttpRequest) -> HttpResponse:
+    from django.contrib.auth.models import User
+
+    observed["view_thread"] = threading.get_ident()
+    return HttpResponse(str(User.objects.count()))
+
+
 @csrf_exempt
 def echo(request: HttpRequest) -> HttpResponse:
     return HttpResponse(request.body)
@@ -221,6 +228,7 @@ urlpatterns = [
     path("file/", file_download),
     path("echo/", echo),
     path("state/", lifespan_state),
+    path("users/count/", user_count),
     path("after/", queue_work),
     path("after/async/", async_queue_work),
     path("after/gated/", queue_gated_work),

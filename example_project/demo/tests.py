@@ -7,9 +7,11 @@ example project is wrong, not asgi_bridge.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -260,6 +262,55 @@ class StreamTests(SimpleTestCase):
         self.assertEqual([await anext(ticks) for _ in range(2)], ["tick 0\n", "tick 1\n"])
         await ticks.aclose()
         self.assertEqual(events_for("forever-async"), [["stream_cleanup", "forever-async"]])
+
+
+def parse_events(body: bytes) -> list[dict[str, str]]:
+    """The fields of each event in an event stream body (one value per field is enough here)."""
+    events = []
+    for block in body.decode().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if line)
+        if fields:
+            events.append(fields)
+    return events
+
+
+class ServerSentEventTests(SimpleTestCase):
+    def test_page_opens_an_event_source_on_the_clock(self) -> None:
+        response = self.client.get("/sse/")
+        self.assertContains(response, "new EventSource(clockUrl)")
+        self.assertContains(response, 'const clockUrl = "/sse/clock/";')
+        self.assertContains(response, '<ol id="events">')
+        self.assertContains(self.client.get("/sse/?count=3"), '"/sse/clock/?count=3"')
+        self.assertContains(self.client.get("/"), 'href="/sse/"')
+
+    async def test_clock_ticks_with_ids_and_a_retry_first(self) -> None:
+        response = await self.async_client.get("/sse/clock/?count=3&interval=0&token=clock")
+        self.assertEqual(response["Content-Type"], "text/event-stream; charset=utf-8")
+        events = parse_events(b"".join([part async for part in response]))
+        self.assertEqual([event["id"] for event in events], ["0", "1", "2"])
+        self.assertEqual({event["event"] for event in events}, {"tick"})
+        self.assertEqual(json.loads(events[1]["data"])["n"], 1)
+        self.assertEqual([event.get("retry") for event in events], ["500", None, None])
+        self.assertEqual(events_for("clock"), [["sse_closed", "clock"]])
+
+    async def test_clock_numbers_on_from_last_event_id(self) -> None:
+        response = await self.async_client.get(
+            "/sse/clock/?count=2&interval=0", headers={"Last-Event-ID": "41"}
+        )
+        events = parse_events(b"".join([part async for part in response]))
+        self.assertEqual([event["id"] for event in events], ["42", "43"])
+
+    def test_sync_clock(self) -> None:
+        response = self.client.get(
+            "/sse/clock-sync/?count=2&interval=0&token=clock-sync",
+            headers={"Last-Event-ID": "not a number"},
+        )
+        with warnings.catch_warnings():
+            # The sync test client has to gather the async stream of an EventStreamResponse.
+            warnings.filterwarnings("ignore", message=".*must consume asynchronous iterators")
+            events = parse_events(b"".join(response))
+        self.assertEqual([event["id"] for event in events], ["0", "1"])
+        self.assertEqual(events_for("clock-sync"), [["sse_closed", "clock-sync"]])
 
 
 class DownloadTests(SimpleTestCase):

@@ -25,15 +25,20 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from asgi_bridge.sse import EventStreamResponse, ServerSentEvent, last_event_id
 from demo.bigfile import ensure_big_file
 from demo.forms import NameForm, UploadForm
 from demo.models import Item
 from demo.probes import PROBES, TrackedFile, record_event, view_thread_report
 
 TEXT_PLAIN = "text/plain; charset=utf-8"
+# Seconds between two ticks of the server-sent clock, and how soon a browser reconnects (ms).
+TICK_INTERVAL = 0.3
+RECONNECT_AFTER_MS = 500
 READ_CHUNK_SIZE = 64 * 1024
 
 Number = TypeVar("Number", int, float)
@@ -200,6 +205,69 @@ async def tick_forever_async(token: str, delay: float) -> AsyncGenerator[str, No
             await asyncio.sleep(delay)
     finally:
         record_event("stream_cleanup", token)
+
+
+# Server-sent events ----------------------------------------------------------------------------
+
+
+@require_safe
+def sse_page(request: HttpRequest) -> HttpResponse:
+    """A page whose EventSource shows the clock's ticks; ``?count=`` passes on to the clock."""
+    return render(request, "demo/sse.html", {"count": read_query_number(request, "count", 0, int)})
+
+
+@require_safe
+async def sse_clock(request: HttpRequest) -> EventStreamResponse:
+    return EventStreamResponse(clock_ticks_async(*read_clock_query(request)))
+
+
+@require_safe
+def sse_clock_sync(request: HttpRequest) -> EventStreamResponse:
+    return EventStreamResponse(clock_ticks(*read_clock_query(request)))
+
+
+def read_clock_query(request: HttpRequest) -> tuple[int, int | None, float, str]:
+    """The clock's first tick, how many to send (None: forever), their interval and token.
+
+    Ticks are numbered on from the browser's Last-Event-ID, so a reconnecting page misses none.
+    """
+    last = last_event_id(request)
+    first = int(last) + 1 if last is not None and last.isdigit() else 0
+    count = read_query_number(request, "count", 0, int) or None
+    interval = read_query_number(request, "interval", TICK_INTERVAL, float)
+    return first, count, interval, request.GET.get("token", "")
+
+
+def clock_tick(number: int, first: int) -> ServerSentEvent:
+    now = timezone.now().isoformat(timespec="milliseconds")
+    # The first event of a connection tells the browser how soon to come back after it ends.
+    retry = RECONNECT_AFTER_MS if number == first else None
+    return ServerSentEvent({"n": number, "time": now}, event="tick", id=number, retry=retry)
+
+
+def clock_ticks(
+    first: int, count: int | None, interval: float, token: str
+) -> Generator[ServerSentEvent, None, None]:
+    """Ticks until ``count`` are sent or the client leaves; the cleanup event proves the latter."""
+    try:
+        for number in itertools.islice(itertools.count(first), count):
+            if number != first:
+                time.sleep(interval)
+            yield clock_tick(number, first)
+    finally:
+        record_event("sse_closed", token)
+
+
+async def clock_ticks_async(
+    first: int, count: int | None, interval: float, token: str
+) -> AsyncGenerator[ServerSentEvent, None]:
+    try:
+        for number in itertools.islice(itertools.count(first), count):
+            if number != first:
+                await asyncio.sleep(interval)
+            yield clock_tick(number, first)
+    finally:
+        record_event("sse_closed", token)
 
 
 # Files -----------------------------------------------------------------------------------------

@@ -224,6 +224,17 @@ def stream_lines(prefix: str, count: int) -> str:
     return "".join(f"{prefix} {index}\n" for index in range(count))
 
 
+def read_event_ids(response: httpx.Response, count: int) -> list[str]:
+    """Read an event stream until ``count`` events with an id have arrived; their ids."""
+    ids: list[str] = []
+    for line in response.iter_lines():
+        if line.startswith("id: "):
+            ids.append(line.removeprefix("id: "))
+            if len(ids) == count:
+                break
+    return ids
+
+
 class HTTPScenarios:
     """Every HTTP scenario, run against the server named by ``server_name``."""
 
@@ -443,6 +454,25 @@ class HTTPScenarios:
         assert received.startswith(b"HTTP/1.1 200"), received[:500]
         assert body_after_headers(received).count(b"tick ") >= 3, received[:500]
         assert_cleaned_up_once(client, baseline, "stream_cleanup", token)
+
+    @pytest.mark.parametrize("flavour", ["clock", "clock-sync"])
+    def test_server_sent_events_until_the_client_leaves(
+        self, client: httpx.Client, flavour: str
+    ) -> None:
+        token = new_token()
+        baseline = take_probe(client)
+        params = {"token": token, "interval": 0.05}
+        # A reconnecting EventSource sends the last id it saw; the clock numbers on from it.
+        headers = {"Last-Event-ID": "41"}
+        with client.stream("GET", f"/sse/{flavour}/", params=params, headers=headers) as response:
+            assert response.status_code == 200, response.read()[:2000]
+            assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+            assert response.headers["cache-control"] == "no-cache"
+            assert response.headers["content-encoding"] == "identity"
+            ids = read_event_ids(response, 3)
+        # Leaving the block mid-stream closes the connection: the server must notice.
+        assert ids == ["42", "43", "44"]
+        assert_cleaned_up_once(client, baseline, "sse_closed", token)
 
     def test_client_disconnect_mid_download(
         self, server: RunningServer, client: httpx.Client
