@@ -15,6 +15,8 @@ from django.dispatch import receiver
 SETTING_NAME = "ASGI_BRIDGE"
 DEFAULT_THREADS = 32
 DEFAULT_BACKGROUND_SHUTDOWN_TIMEOUT = 30.0
+# The ASGI servers runserver can run (asgi_bridge.devserver.SERVERS); the first is the default.
+RUNSERVER_SERVERS = ("uvicorn", "hypercorn")
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,8 @@ class BridgeSettings:
     lifespan: tuple[str, ...] = ()
     # How long lifespan shutdown waits for after_response() work before cancelling it.
     background_shutdown_timeout: float | None = DEFAULT_BACKGROUND_SHUTDOWN_TIMEOUT
+    # The ASGI server that manage.py runserver serves the project on.
+    runserver_server: str = RUNSERVER_SERVERS[0]
 
 
 def _optional_positive_int(key: str, value: Any) -> int | None:
@@ -62,6 +66,15 @@ def _dotted_paths(key: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _runserver_server(key: str, value: Any) -> str:
+    if not isinstance(value, str) or value not in RUNSERVER_SERVERS:
+        raise ImproperlyConfigured(
+            f"{SETTING_NAME}[{key!r}] must be one of "
+            f"{', '.join(repr(name) for name in RUNSERVER_SERVERS)}, not {value!r}."
+        )
+    return value
+
+
 def _positive_int(key: str, value: Any, expected: str = "a positive integer") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ImproperlyConfigured(f"{SETTING_NAME}[{key!r}] must be {expected}, not {value!r}.")
@@ -75,6 +88,7 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "THREADS": ("threads", _positive_int),
     "LIFESPAN": ("lifespan", _dotted_paths),
     "BACKGROUND_SHUTDOWN_TIMEOUT": ("background_shutdown_timeout", _optional_positive_seconds),
+    "RUNSERVER_SERVER": ("runserver_server", _runserver_server),
 }
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client, SimpleTestCase, TestCase, override_settings
 
+from asgi_bridge.testing import ASGIClient
 from demo import views
 from demo.bigfile import BIG_FILE_SIZE, big_file_bytes, ensure_big_file
 from demo.probes import PROBES, TrackedFile
@@ -417,3 +418,26 @@ class ProbeTests(SimpleTestCase):
         )
         events = self.probe()["events"]
         self.assertIn(["finished_on", "t-1", threading.current_thread().name], events)
+
+
+class LifespanAndBackgroundTests(TestCase):
+    """Through asgi_bridge's test client: the lifespan hook and after_response() work."""
+
+    async def test_the_lifespan_hook_fills_request_state(self) -> None:
+        client = ASGIClient()
+        async with client.lifespan():
+            response = await client.get("/lifespan/")
+        self.assertEqual(response.json()["keys"], ["process"])
+        self.assertIsInstance(response.json()["process"]["pid"], int)
+
+    async def test_background_work_runs_after_the_response(self) -> None:
+        client = ASGIClient()
+        token = "background-test"
+        response = await client.get("/background/", query_params={"token": token})
+        self.assertEqual(response.text, f"queued {token}\n")
+        await client.app.background.drain(timeout=5)  # type: ignore[attr-defined]
+        self.assertIn(["background_done", token], PROBES.snapshot()["events"])
+
+    def test_without_asgi_bridge_request_state_is_absent(self) -> None:
+        # Django's test Client builds a WSGIRequest, which has no request.state.
+        self.assertEqual(Client().get("/lifespan/").json(), {"keys": [], "process": None})

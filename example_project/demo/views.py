@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import itertools
 import math
+import os
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable
 from typing import TypedDict, TypeVar
@@ -29,9 +30,11 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from asgi_bridge.background import after_response
 from asgi_bridge.sse import EventStreamResponse, ServerSentEvent, last_event_id
 from demo.bigfile import ensure_big_file
 from demo.forms import NameForm, UploadForm
+from demo.lifespan import write_lifespan_log
 from demo.models import Item
 from demo.probes import PROBES, TrackedFile, record_event, view_thread_report
 
@@ -296,6 +299,36 @@ def probe_events(request: HttpRequest) -> JsonResponse:
 def probe_thread(request: HttpRequest) -> JsonResponse:
     """Where this sync view and its request's signals run (the end-to-end tests check it)."""
     return JsonResponse(view_thread_report(request.GET.get("token", "")))
+
+
+# Lifespan and background work ------------------------------------------------------------------
+
+
+@require_safe
+def lifespan_state(request: HttpRequest) -> JsonResponse:
+    """What the lifespan hook put in this request's state (see demo/lifespan.py)."""
+    # request.state is asgi_bridge's; Django's test Client builds a WSGIRequest without it.
+    state = getattr(request, "state", None)
+    if state is None:
+        return JsonResponse({"keys": [], "process": None})
+    return JsonResponse({"keys": sorted(state), "process": getattr(state, "process", None)})
+
+
+def finish_background_job(token: str, release_file: str) -> None:
+    """Work after the response: waits for ``release_file`` (if given), then logs it is done."""
+    deadline = time.monotonic() + 30
+    while release_file and not os.path.exists(release_file) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    write_lifespan_log(f"job done {token}")
+    PROBES.record("background_done", token)
+
+
+@require_safe
+def background(request: HttpRequest) -> HttpResponse:
+    """Answers at once and finishes its work after the response (after_response)."""
+    token = request.GET.get("token", "")
+    after_response(finish_background_job, token, request.GET.get("release_file", ""))
+    return HttpResponse(f"queued {token}\n", content_type="text/plain")
 
 
 # Small pieces the views share ------------------------------------------------------------------

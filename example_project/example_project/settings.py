@@ -30,6 +30,8 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    # Before staticfiles, whose runserver it replaces: runserver then serves through asgi_bridge.
+    "asgi_bridge",
     "django.contrib.staticfiles",
     "demo",
 ]
@@ -115,13 +117,17 @@ LOGGING = {
     "loggers": {
         # propagate=False: Django's "django" logger also prints to the console in DEBUG.
         "django.request": {"handlers": ["console"], "level": "WARNING", "propagate": False},
-        "asgi_bridge": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        # INFO: lifespan shutdown says what after_response() work it waits for.
+        "asgi_bridge": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }
 
 # asgi_bridge's own settings. The demo runs with the defaults; the end-to-end tests set the
 # body limits through the environment to prove the 413 and 408 answers on real servers.
-ASGI_BRIDGE: dict[str, object] = {}
+ASGI_BRIDGE: dict[str, object] = {
+    # Entered at ASGI lifespan startup; what it yields is every request's request.state.
+    "LIFESPAN": ["demo.lifespan.process_record"],
+}
 if os.environ.get("EXAMPLE_MAX_REQUEST_BODY_SIZE"):
     ASGI_BRIDGE["MAX_REQUEST_BODY_SIZE"] = int(os.environ["EXAMPLE_MAX_REQUEST_BODY_SIZE"])
 if os.environ.get("EXAMPLE_BODY_RECEIVE_TIMEOUT"):

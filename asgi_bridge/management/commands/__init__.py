@@ -1,0 +1,1 @@
+"""asgi_bridge's management commands: ``runserver``, served through asgi_bridge."""
