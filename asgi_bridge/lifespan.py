@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from django.core.exceptions import ImproperlyConfigured
@@ -135,28 +136,24 @@ class Lifespan:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                try:
-                    await self.startup(state)
-                except Exception as error:
-                    logger.exception("ASGI lifespan startup failed")
-                    await send(
-                        {"type": "lifespan.startup.failed", "message": describe_error(error)}
-                    )
+                if not await self.answer("startup", partial(self.startup, state), send):
                     return
-                await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                try:
-                    await self.shutdown()
-                except Exception as error:
-                    logger.exception("ASGI lifespan shutdown failed")
-                    await send(
-                        {"type": "lifespan.shutdown.failed", "message": describe_error(error)}
-                    )
-                    return
-                await send({"type": "lifespan.shutdown.complete"})
+                await self.answer("shutdown", self.shutdown, send)
                 return
             else:
                 raise ValueError(
                     "Invalid ASGI lifespan message: %r (expected lifespan.startup or "
                     "lifespan.shutdown)" % message["type"]
                 )
+
+    async def answer(self, phase: str, run: Callable[[], Awaitable[None]], send: Send) -> bool:
+        """Run startup or shutdown and tell the server how it went; False if it failed."""
+        try:
+            await run()
+        except Exception as error:
+            logger.exception("ASGI lifespan %s failed", phase)
+            await send({"type": f"lifespan.{phase}.failed", "message": describe_error(error)})
+            return False
+        await send({"type": f"lifespan.{phase}.complete"})
+        return True

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import django
 import httpx
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -236,7 +237,13 @@ def test_noasgi_runs_djangos_wsgi_server(runserver: StartRunserver) -> None:
     server = runserver("--noasgi", "--insecure")
 
     log = read_log(server)
-    assert f"Starting development server at {server.base_url}/" in log, server.describe()
+    # Django 6.1 names the protocol in its runserver banner.
+    banner = (
+        "Starting WSGI development server"
+        if django.VERSION >= (6, 1)
+        else ("Starting development server")
+    )
+    assert f"{banner} at {server.base_url}/" in log, server.describe()
     assert "asgi_bridge" not in log
     assert not serving_thread(server).startswith("asgi_bridge-")
     response = httpx.get(f"{server.base_url}{STATIC_URL}", timeout=10.0)

@@ -4,6 +4,7 @@ A real project would open an HTTP client or a connection pool here. This one kee
 record of the process, which ``/lifespan/`` shows through ``request.state``, and, when
 ``EXAMPLE_LIFESPAN_LOG`` names a file, writes "startup" and "shutdown" lines to it so that the
 end-to-end tests can see the hooks run (and in which order with after_response() work).
+``EXAMPLE_LIFESPAN_FAIL`` makes startup fail with that message.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ def write_lifespan_log(line: str) -> None:
 
 @asynccontextmanager
 async def process_record() -> AsyncIterator[dict[str, Any]]:
+    failure = os.environ.get("EXAMPLE_LIFESPAN_FAIL")
+    if failure:
+        # For the end-to-end test of a startup failure: the server must stop, saying why.
+        raise RuntimeError(failure)
     write_lifespan_log(f"startup {os.getpid()}")
     try:
         yield {"process": {"pid": os.getpid(), "started": time.time()}}

@@ -20,7 +20,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import STOP_TIMEOUT, RunningServer, ServerEnvironment, start_server
+from .conftest import (
+    STOP_TIMEOUT,
+    RunningServer,
+    ServerEnvironment,
+    require_server_installed,
+    spawn_server,
+    start_server,
+)
 
 LIFESPAN_SERVERS = ["uvicorn", "granian", "hypercorn"]
 # How long to wait for something a server process does on its own (log a line, exit).
@@ -121,3 +128,31 @@ def test_without_lifespan_startup_runs_once_before_the_first_request(
     server.stop()
     # daphne never tells the application it is stopping: the shutdown half does not run.
     assert lifespan_server.lines() == [f"startup {first['process']['pid']}"]
+
+
+@pytest.mark.parametrize("name", LIFESPAN_SERVERS)
+def test_a_failing_startup_stops_the_server_with_the_error(
+    name: str, server_environment: ServerEnvironment
+) -> None:
+    require_server_installed(name)
+    message = f"database unreachable {uuid.uuid4().hex}"
+    environment = dataclasses.replace(
+        server_environment, env={**server_environment.env, "EXAMPLE_LIFESPAN_FAIL": message}
+    )
+    server = spawn_server(name, "127.0.0.1", environment)
+    try:
+        try:
+            server.process.wait(timeout=WAIT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{name} kept running after a failed startup\n{server.describe()}")
+        log = read_server_log(server)
+        # asgi_bridge's traceback, and the message the server was given.
+        assert f"RuntimeError: {message}" in log, server.describe()
+        if name == "hypercorn":
+            # hypercorn's main process exits 0 once its worker has died of the failure; what it
+            # says is the message asgi_bridge sent in lifespan.startup.failed.
+            assert f"Lifespan failure in startup. 'RuntimeError: {message}'" in log, log
+        else:
+            assert server.process.returncode != 0, server.describe()
+    finally:
+        server.stop()
