@@ -196,8 +196,8 @@ class ASGIHandler(django_asgi.ASGIHandler):
             # A server without lifespan state (daphne): each request gets a copy of ours.
             scope = {**scope, "state": dict(lifespan.state)}
         # All sync code of this request runs on one pooled thread, lent on first use and given
-        # back once the request is over and that code has returned. Called from a sync thread
-        # through async_to_sync (Django's async tests), it runs on that thread, as in Django.
+        # back once the request is over and that code has returned. Called from code running in
+        # async_to_sync (Django's async tests), it runs on the waiting thread, as in Django.
         caller_thread = caller_thread_executor()
         executor = caller_thread or self.request_threads().executor()
         token = request_executor.set(executor)

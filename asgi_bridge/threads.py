@@ -276,13 +276,19 @@ def on_request_thread(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
 
 
 def caller_thread_executor() -> Executor | None:
-    """The thread that waits, inside ``async_to_sync``, for the running event loop to finish.
+    """The sync thread waiting, through ``async_to_sync``, for the code that calls this.
 
-    That is how Django runs async test methods, and Django's handler then runs a request's
-    sync code on that thread, inside the test's database transaction. Under a server there is
-    none: servers never call the application from ``async_to_sync``.
+    Django's async test methods and its AsyncClient run that way, and Django's handler then
+    runs a request's sync code on the waiting thread, inside the test's database transaction;
+    an application started in a fresh context (asgiref's ApplicationCommunicator) does not see
+    it, and neither does anything under a server, which never calls through async_to_sync.
     """
-    return AsyncToSync.loop_thread_executors.get(asyncio.get_running_loop())
+    # The cheap test first: a server's event loop is never one that async_to_sync started, and
+    # looking up a missing asgiref Local attribute costs several microseconds.
+    if asyncio.get_running_loop() not in AsyncToSync.loop_thread_executors:
+        return None
+    executor: Executor | None = getattr(AsyncToSync.executors, "current", None)
+    return executor
 
 
 _pool: RequestThreadPool | None = None
