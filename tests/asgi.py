@@ -108,3 +108,15 @@ class ServedLikeByAServer:
         for name, value in list(vars(cls).items()):
             if name.startswith("test") and inspect.iscoroutinefunction(value):
                 setattr(cls, name, served_like_by_a_server(value))
+
+
+async def started_lifespan(application: Any, state: dict[str, Any] | None = None) -> Any:
+    """Run the lifespan startup of ``application``; return the communicator to shut it down."""
+    scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}}
+    scope["state"] = {} if state is None else state
+    communicator = ApplicationCommunicator(application, scope)
+    await communicator.send_input({"type": "lifespan.startup"})
+    message = await communicator.receive_output(timeout=5)
+    if message != {"type": "lifespan.startup.complete"}:
+        raise AssertionError(f"lifespan startup answered {message!r}")
+    return communicator

@@ -14,9 +14,8 @@ from asgi_bridge.background import after_response
 from asgi_bridge.handler import ASGIHandler
 
 from . import urls
-from .asgi import ServedLikeByAServer, http_scope
+from .asgi import ServedLikeByAServer, http_scope, started_lifespan
 from .test_handler import wait_for_event
-from .test_lifespan import lifespan_scope
 
 
 class MarkingSend:
@@ -178,14 +177,6 @@ class OutsideARequestTests(SimpleTestCase):
 
 
 class ShutdownWaitsForWorkTests(BackgroundTestCase):
-    async def start_lifespan(self, application: ASGIHandler) -> ApplicationCommunicator:
-        communicator = ApplicationCommunicator(application, lifespan_scope({}))
-        await communicator.send_input({"type": "lifespan.startup"})
-        self.assertEqual(
-            await communicator.receive_output(timeout=5), {"type": "lifespan.startup.complete"}
-        )
-        return communicator
-
     async def test_shutdown_completes_only_after_pending_work(self) -> None:
         gate = asyncio.Event()
 
@@ -194,7 +185,7 @@ class ShutdownWaitsForWorkTests(BackgroundTestCase):
             urls.observed["slow_job_done"] = True
 
         application = get_asgi_application()
-        lifespan = await self.start_lifespan(application)
+        lifespan = await started_lifespan(application)
         application.background.start([(slow_job, (), {})], application.request_threads())
         await lifespan.send_input({"type": "lifespan.shutdown"})
         self.assertTrue(await lifespan.receive_nothing(timeout=0.2))
@@ -214,7 +205,7 @@ class ShutdownWaitsForWorkTests(BackgroundTestCase):
                 raise
 
         application = get_asgi_application()
-        lifespan = await self.start_lifespan(application)
+        lifespan = await started_lifespan(application)
         application.background.start([(endless_job, (), {})], application.request_threads())
         await asyncio.sleep(0)
         with self.assertLogs("asgi_bridge", "WARNING") as logs:

@@ -11,7 +11,6 @@ from typing import Any
 from unittest import mock, skipIf, skipUnless
 
 import django
-from asgiref.testing import ApplicationCommunicator
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from django.test import SimpleTestCase, override_settings
@@ -19,10 +18,9 @@ from django.urls import path
 from django.utils import timezone
 
 from asgi_bridge import get_asgi_application
-from asgi_bridge.handler import ASGIHandler
 
 from . import test_background, urls
-from .test_lifespan import lifespan_scope
+from .asgi import started_lifespan
 
 HAS_TASKS = django.VERSION >= (6, 0)
 NEEDS_TASKS = "django.tasks needs Django 6.0+: runs in the tox django60/django61 envs"
@@ -169,18 +167,10 @@ class InARequestTests(test_background.BackgroundTestCase):
         result = await tasks_fixtures.attempt.aget_result(result_id)
         self.assertEqual(result.return_value, {"attempt": 1, "id": result_id})
 
-    async def start_lifespan(self, application: ASGIHandler) -> ApplicationCommunicator:
-        communicator = ApplicationCommunicator(application, lifespan_scope({}))
-        await communicator.send_input({"type": "lifespan.startup"})
-        self.assertEqual(
-            await communicator.receive_output(timeout=5), {"type": "lifespan.startup.complete"}
-        )
-        return communicator
-
     async def test_lifespan_shutdown_waits_for_a_pending_task(self) -> None:
         urls.observed["gate"] = asyncio.Event()
         application = self.application
-        lifespan = await self.start_lifespan(application)
+        lifespan = await started_lifespan(application)
         send = await self.serve(application, "/aenqueue/wait_for_gate/")
         self.assertEqual(application.background.pending, 1)
         await lifespan.send_input({"type": "lifespan.shutdown"})
@@ -198,7 +188,7 @@ class InARequestTests(test_background.BackgroundTestCase):
         urls.observed["gate"] = asyncio.Event()
         # This test's settings, read when the handler starts.
         application = get_asgi_application()
-        lifespan = await self.start_lifespan(application)
+        lifespan = await started_lifespan(application)
         send = await self.serve(application, "/aenqueue/wait_for_gate/")
         with self.assertLogs("django.tasks", "ERROR"), self.assertLogs("asgi_bridge", "WARNING"):
             await lifespan.send_input({"type": "lifespan.shutdown"})
