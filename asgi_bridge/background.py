@@ -32,30 +32,38 @@ Job = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 class RequestWork:
     """The after_response() jobs of one request: kept until the response is over, then started.
 
-    A job added after that (by a sync view still running after its client left) starts at once.
+    A job added after that (by a sync view still running after its client left) starts at once,
+    on the event loop that ended the request, from whichever thread adds it.
     """
 
-    __slots__ = ("_jobs", "_lock", "_start")
+    __slots__ = ("_background", "_jobs", "_lock", "_loop")
 
     def __init__(self) -> None:
         self._jobs: list[Job] = []
         self._lock = threading.Lock()
-        self._start: Callable[[list[Job]], None] | None = None
+        self._background: BackgroundWork | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def add(self, job: Job) -> None:
         with self._lock:
-            start = self._start
-            if start is None:
+            background, loop = self._background, self._loop
+            if background is None:
                 self._jobs.append(job)
                 return
-        start([job])
+        assert loop is not None
+        if running_loop() is loop:
+            background.start([job])
+        else:
+            loop.call_soon_threadsafe(background.start, [job])
 
-    def start(self, start: Callable[[list[Job]], None]) -> None:
-        """Start the jobs kept so far with ``start``, and any later ones as they come."""
+    def start(self, background: BackgroundWork) -> None:
+        """On the event loop: start the jobs kept so far in ``background``, and later ones too."""
+        loop = asyncio.get_running_loop()
         with self._lock:
-            jobs, self._jobs, self._start = self._jobs, [], start
+            jobs, self._jobs = self._jobs, []
+            self._background, self._loop = background, loop
         if jobs:
-            start(jobs)
+            background.start(jobs)
 
 
 # The work of the request being handled; the handler sets a fresh one for each request.
@@ -156,32 +164,24 @@ def start_detached(
 
 
 class BackgroundWork:
-    """The after_response() work a handler has started and that has not finished yet."""
+    """The after_response() work a handler has started and that has not finished yet.
 
-    def __init__(self) -> None:
+    ``threads`` gives the pool whose threads run sync work.
+    """
+
+    def __init__(self, threads: Callable[[], RequestThreadPool]) -> None:
+        self._threads = threads
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def pending(self) -> int:
         return len(self._tasks)
 
-    def start(self, jobs: list[Job], pool: RequestThreadPool) -> None:
+    def start(self, jobs: list[Job]) -> None:
         """On the event loop: run ``jobs`` in a task of their own."""
-        task = start_detached(run_jobs, jobs, pool)
+        task = start_detached(run_jobs, jobs, self._threads())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def starter(self, pool: RequestThreadPool) -> Callable[[list[Job]], None]:
-        """A function that starts jobs from the loop's thread or, later, from any other."""
-        loop = asyncio.get_running_loop()
-
-        def start(jobs: list[Job]) -> None:
-            if running_loop() is loop:
-                self.start(jobs, pool)
-            else:
-                loop.call_soon_threadsafe(self.start, jobs, pool)
-
-        return start
 
     async def drain(self, timeout: float | None) -> None:
         """Wait up to ``timeout`` seconds for started work; cancel and log what is left."""

@@ -175,7 +175,7 @@ class ASGIHandler(django_asgi.ASGIHandler):
     @cached_property
     def background(self) -> BackgroundWork:
         """The after_response() work this application has started."""
-        return BackgroundWork()
+        return BackgroundWork(self.request_threads)
 
     def request_threads(self) -> RequestThreadPool:
         """The pool whose threads run the sync code of requests."""
@@ -344,7 +344,7 @@ class ASGIHandler(django_asgi.ASGIHandler):
         finally:
             work = pending_work.get()
             if work is not None:
-                work.start(self.background.starter(self.request_threads()))
+                work.start(self.background)
 
     async def listen_for_disconnect(self, receive: Receive) -> None:
         """Listen for disconnect from the client."""

@@ -304,6 +304,10 @@ def close_thread_connections() -> None:
 def request_threads(max_threads: int) -> RequestThreadPool:
     """The process's pool, created on first use; a new size replaces it (override_settings)."""
     global _pool
+    pool = _pool
+    if pool is not None and pool.max_threads == max_threads:
+        # Every request asks: the lock is only needed to create or replace the pool.
+        return pool
     with _pool_lock:
         if _pool is None or _pool.max_threads != max_threads:
             old, _pool = _pool, RequestThreadPool(max_threads, close_thread_connections)

@@ -186,7 +186,7 @@ class ShutdownWaitsForWorkTests(BackgroundTestCase):
 
         application = get_asgi_application()
         lifespan = await started_lifespan(application)
-        application.background.start([(slow_job, (), {})], application.request_threads())
+        application.background.start([(slow_job, (), {})])
         await lifespan.send_input({"type": "lifespan.shutdown"})
         self.assertTrue(await lifespan.receive_nothing(timeout=0.2))
         gate.set()
@@ -206,7 +206,7 @@ class ShutdownWaitsForWorkTests(BackgroundTestCase):
 
         application = get_asgi_application()
         lifespan = await started_lifespan(application)
-        application.background.start([(endless_job, (), {})], application.request_threads())
+        application.background.start([(endless_job, (), {})])
         await asyncio.sleep(0)
         with self.assertLogs("asgi_bridge", "WARNING") as logs:
             await lifespan.send_input({"type": "lifespan.shutdown"})
