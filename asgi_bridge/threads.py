@@ -203,8 +203,9 @@ class RequestThreadPool:
 
 
 # asgiref 3.13 added ThreadSensitiveContext(executor=...). Older versions look the executor up
-# in SyncToAsync.context_to_thread_executor and call its shutdown() on exit, which for a
-# RequestExecutor only queues the release, so registering it there works the same way.
+# in SyncToAsync.context_to_thread_executor, so registering it there works the same way; they
+# also shut it down on exit, which would end the request early when the context covers only
+# part of it, so the registration is taken back first: the caller owns the executor, as on 3.13.
 _CONTEXT_TAKES_EXECUTOR = "executor" in inspect.signature(ThreadSensitiveContext).parameters
 
 
@@ -226,6 +227,7 @@ class _LegacyExecutorContext(ThreadSensitiveContext):
     async def __aexit__(self, exc: object, value: object, tb: object) -> None:
         if self.token is not None:
             AsyncToSync.executors.current = self._hidden_executor
+            SyncToAsync.context_to_thread_executor.pop(self, None)
         await super().__aexit__(exc, value, tb)  # type: ignore[no-untyped-call]
 
 
