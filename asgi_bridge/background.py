@@ -86,7 +86,7 @@ def after_response(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> No
     if running_loop() is None:
         run_job_now((func, args, kwargs))
     else:
-        start_detached(run_jobs, [(func, args, kwargs)], None)
+        start_detached([(func, args, kwargs)], None)
 
 
 def running_loop() -> asyncio.AbstractEventLoop | None:
@@ -149,15 +149,11 @@ async def run_jobs(jobs: Iterable[Job], pool: RequestThreadPool | None) -> None:
 _detached: set[asyncio.Task[None]] = set()
 
 
-def start_detached(
-    runner: Callable[[list[Job], RequestThreadPool | None], Any],
-    jobs: list[Job],
-    pool: RequestThreadPool | None,
-) -> asyncio.Task[None]:
-    """Start ``runner(jobs, pool)`` as a task in a fresh context, so that nothing of the request
-    (its thread, its thread-sensitive context, its Local values) leaks into the work."""
+def start_detached(jobs: list[Job], pool: RequestThreadPool | None) -> asyncio.Task[None]:
+    """Start ``run_jobs(jobs, pool)`` as a task in a fresh context, so that nothing of the
+    request (its thread, its thread-sensitive context, its Local values) leaks into the work."""
     loop = asyncio.get_running_loop()
-    task: asyncio.Task[None] = contextvars.Context().run(loop.create_task, runner(jobs, pool))
+    task: asyncio.Task[None] = contextvars.Context().run(loop.create_task, run_jobs(jobs, pool))
     _detached.add(task)
     task.add_done_callback(_detached.discard)
     return task
@@ -179,7 +175,7 @@ class BackgroundWork:
 
     def start(self, jobs: list[Job]) -> None:
         """On the event loop: run ``jobs`` in a task of their own."""
-        task = start_detached(run_jobs, jobs, self._threads())
+        task = start_detached(jobs, self._threads())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -7,7 +7,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Coroutine
-from contextlib import AbstractAsyncContextManager, closing, nullcontext
+from contextlib import closing
 from functools import cached_property, partial
 from typing import IO, Any, cast
 
@@ -43,6 +43,7 @@ from .threads import (
     executor_context,
     on_request_thread,
     request_executor,
+    request_thread_context,
     request_threads,
 )
 from .types import Message, Receive, Scope, Send
@@ -125,12 +126,6 @@ class RequestCycle:
 
 # On the request's thread, after whatever still runs there.
 close_in_thread = on_request_thread(RequestCycle.close)
-
-
-def request_thread_context() -> AbstractAsyncContextManager[object]:
-    """Inside it, thread-sensitive ``sync_to_async`` calls run on the current request's thread."""
-    executor = request_executor.get()
-    return executor_context(executor) if executor is not None else nullcontext()
 
 
 class ASGIHandler(django_asgi.ASGIHandler):

@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager, nullcontext
 from queue import SimpleQueue
 from typing import Any, TypeVar, cast
 
@@ -275,6 +276,21 @@ def on_request_thread(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
         return await on_thread(*args, **kwargs)
 
     return call
+
+
+def request_thread_context() -> AbstractAsyncContextManager[object]:
+    """Inside it, thread-sensitive ``sync_to_async`` calls run on the current request's thread.
+
+    A no-op where that is already so: outside a request, and inside the context the handler
+    enters for a whole request when it uses Django's async chain.
+    """
+    executor = request_executor.get()
+    if executor is None:
+        return nullcontext()
+    current = SyncToAsync.thread_sensitive_context.get(None)
+    if current is not None and SyncToAsync.context_to_thread_executor.get(current) is executor:
+        return nullcontext()
+    return executor_context(executor)
 
 
 def caller_thread_executor() -> Executor | None:

@@ -11,10 +11,15 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.test import SimpleTestCase
 
-from asgi_bridge.threads import RequestThreadPool, executor_context
+from asgi_bridge.threads import (
+    RequestThreadPool,
+    executor_context,
+    request_executor,
+    request_thread_context,
+)
 
 WAIT = 5.0
 
@@ -191,6 +196,24 @@ class ExecutorContextTests(PoolTestCase):
         executor.release()
         self.assertIs(first, second)
         self.assertTrue(first.name.startswith("asgi_bridge-"))
+
+    async def test_request_thread_context_is_entered_only_where_it_is_missing(self) -> None:
+        pool = self.make_pool(1)
+        executor = pool.executor()
+        token = request_executor.set(executor)
+        try:
+            entered = request_thread_context()
+            self.assertIsInstance(entered, ThreadSensitiveContext)
+            async with entered:
+                # Already routed to this request's thread: nothing more to enter.
+                self.assertNotIsInstance(request_thread_context(), ThreadSensitiveContext)
+                thread = await sync_to_async(current_thread)()
+        finally:
+            request_executor.reset(token)
+            executor.release()
+        self.assertTrue(thread.name.startswith("asgi_bridge-"))
+        # Outside a request there is no thread to route to.
+        self.assertNotIsInstance(request_thread_context(), ThreadSensitiveContext)
 
     async def test_two_requests_in_parallel_use_two_threads(self) -> None:
         pool = self.make_pool(2)
