@@ -27,15 +27,12 @@ from django.test import override_settings
 from asgi_bridge.devserver import configured_server
 from tests.e2e.conftest import (
     EXAMPLE_PROJECT,
-    START_ATTEMPTS,
     RunningServer,
     ServerEnvironment,
     bracketed,
-    build_server_env,
     find_free_port,
-    migrate,
-    read_log_tail,
-    wait_until_ready,
+    migrated_environment,
+    start_retrying_taken_ports,
 )
 
 STATIC_FILE = EXAMPLE_PROJECT / "demo" / "static" / "demo" / "style.css"
@@ -57,14 +54,7 @@ StartRunserver = Callable[..., RunningServer]
 @pytest.fixture(scope="module")
 def runserver_environment(tmp_path_factory: pytest.TempPathFactory) -> ServerEnvironment:
     """A migrated throwaway database and a log directory for the module's servers."""
-    state_dir = tmp_path_factory.mktemp("runserver")
-    environment = ServerEnvironment(
-        cwd=EXAMPLE_PROJECT,
-        env=build_server_env(state_dir / "db.sqlite3", state_dir / "big.bin"),
-        log_dir=tmp_path_factory.mktemp("runserver_logs"),
-    )
-    migrate(environment)
-    return environment
+    return migrated_environment(tmp_path_factory, "runserver")
 
 
 @pytest.fixture
@@ -84,24 +74,18 @@ def runserver(runserver_environment: ServerEnvironment) -> Iterator[StartRunserv
             "DJANGO_DEBUG": "1" if debug else "0",
             **(env or {}),
         }
-        for _attempt in range(START_ATTEMPTS):
-            server = spawn_runserver(
+        server = start_retrying_taken_ports(
+            lambda: spawn_runserver(
                 arguments,
                 host,
                 cwd or runserver_environment.cwd,
                 environment,
                 runserver_environment,
-            )
-            started.append(server)
-            problem = wait_until_ready(server)
-            if problem is None:
-                return server
-            server.stop()
-            if "already in use" not in read_log_tail(server.log_path):
-                break
-        pytest.fail(
-            f"runserver {' '.join(arguments)} did not start: {problem}\n{server.describe()}"
+            ),
+            f"runserver {' '.join(arguments)}",
         )
+        started.append(server)
+        return server
 
     yield start
     for server in started:

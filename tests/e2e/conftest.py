@@ -219,18 +219,29 @@ def wait_until_ready(server: RunningServer) -> str | None:
     return f"not ready after {READINESS_TIMEOUT:.0f} s; last: {last_problem}"
 
 
-def start_server(name: str, host: str, environment: ServerEnvironment) -> RunningServer:
-    """Start a server and wait until it serves example_project; fail with its log if not."""
-    require_server_installed(name)
+def start_retrying_taken_ports(spawn: Callable[[], RunningServer], what: str) -> RunningServer:
+    """Start a server with ``spawn()`` and wait until it answers; fail with its log if not.
+
+    A free port is picked before the server binds it, so another process can take it first:
+    then the server is started again, on a new port.
+    """
     for _attempt in range(START_ATTEMPTS):
-        server = spawn_server(name, host, environment)
+        server = spawn()
         problem = wait_until_ready(server)
         if problem is None:
             return server
         server.stop()
-        if "address already in use" not in read_log_tail(server.log_path).lower():
+        if "already in use" not in read_log_tail(server.log_path).lower():
             break
-    pytest.fail(f"{name} on {host} did not start: {problem}\n{server.describe()}")
+    pytest.fail(f"{what} did not start: {problem}\n{server.describe()}")
+
+
+def start_server(name: str, host: str, environment: ServerEnvironment) -> RunningServer:
+    """Start a server and wait until it serves example_project; fail with its log if not."""
+    require_server_installed(name)
+    return start_retrying_taken_ports(
+        lambda: spawn_server(name, host, environment), f"{name} on {host}"
+    )
 
 
 def build_server_env(database: Path, big_file: Path) -> dict[str, str]:
@@ -299,19 +310,24 @@ def chunked_payload(tmp_path_factory: pytest.TempPathFactory) -> Payload:
     return write_payload(tmp_path_factory.mktemp("payloads") / "chunked.bin", CHUNKED_BODY_SIZE, 2)
 
 
-@pytest.fixture(scope="session")
-def server_environment(tmp_path_factory: pytest.TempPathFactory) -> ServerEnvironment:
-    """A migrated throwaway database and a log directory shared by every server."""
+def migrated_environment(tmp_path_factory: pytest.TempPathFactory, name: str) -> ServerEnvironment:
+    """A migrated throwaway database and a log directory, in temporary folders named ``name``."""
     if not (EXAMPLE_PROJECT / "manage.py").is_file():
         pytest.fail(f"{EXAMPLE_PROJECT / 'manage.py'} does not exist")
-    state_dir = tmp_path_factory.mktemp("example_project")
+    state_dir = tmp_path_factory.mktemp(name)
     environment = ServerEnvironment(
         cwd=EXAMPLE_PROJECT,
         env=build_server_env(state_dir / "db.sqlite3", state_dir / "big.bin"),
-        log_dir=tmp_path_factory.mktemp("server_logs"),
+        log_dir=tmp_path_factory.mktemp(f"{name}_logs"),
     )
     migrate(environment)
     return environment
+
+
+@pytest.fixture(scope="session")
+def server_environment(tmp_path_factory: pytest.TempPathFactory) -> ServerEnvironment:
+    """A migrated throwaway database and a log directory shared by every server."""
+    return migrated_environment(tmp_path_factory, "example_project")
 
 
 @pytest.fixture(scope="class")
