@@ -38,6 +38,7 @@ from .sending import (
     start_message,
 )
 from .threads import (
+    RequestExecutor,
     RequestThreadPool,
     caller_thread_executor,
     executor_context,
@@ -69,29 +70,40 @@ async def receive_within(receive: Receive, timeout: float | None) -> Message:
         raise RequestBodyTimeout(timeout) from None
 
 
-async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
-    """Cancel ``task`` and wait until it has really finished, without raising its outcome."""
-    if not task.done():
-        task.cancel()
-    # asyncio.wait() never raises the task's exception, but does propagate our own cancellation.
-    await asyncio.wait((task,))
+class Interruption:
+    """Cancels a task when the task it is called back by ends: a disconnect listener's callback.
+
+    Disarmed once the work it guards is over, since a callback already scheduled cannot be
+    taken back; and it never adds its cancel to one already under way (the server's).
+    """
+
+    __slots__ = ("armed", "cancelled", "task")
+
+    def __init__(self, task: asyncio.Task[Any] | None) -> None:
+        assert task is not None
+        self.task = task
+        self.armed = True
+        self.cancelled = False
+
+    def __call__(self, _: asyncio.Task[Any]) -> None:
+        if self.armed and not self.task.done() and not cancelling(self.task):
+            self.cancelled = self.task.cancel()
+
+    def disarm(self) -> bool:
+        """Stop; whether a cancellation was ours alone, in which case it is taken back."""
+        self.armed = False
+        if not self.cancelled:
+            return False
+        self.cancelled = False
+        uncancel = getattr(self.task, "uncancel", None)
+        # Python 3.10 cannot tell our cancel from a later one of someone else's.
+        return uncancel is None or uncancel() == 0
 
 
-async def first_done(*tasks: asyncio.Task[Any]) -> None:
-    """Wait until one of ``tasks`` is done; asyncio.wait() without its per-call sets."""
-    waiter = asyncio.get_running_loop().create_future()
-
-    def wake(_: asyncio.Task[Any]) -> None:
-        if not waiter.done():
-            waiter.set_result(None)
-
-    for task in tasks:
-        task.add_done_callback(wake)
-    try:
-        await waiter
-    finally:
-        for task in tasks:
-            task.remove_done_callback(wake)
+def cancelling(task: asyncio.Task[Any]) -> int:
+    """How many cancellations of ``task`` are under way (always 0 before Python 3.11)."""
+    count = getattr(task, "cancelling", None)
+    return count() if count is not None else 0
 
 
 def raise_unexpected_error(task: asyncio.Task[Any]) -> None:
@@ -275,6 +287,9 @@ class ASGIHandler(django_asgi.ASGIHandler):
             # The body is in memory, so nothing is left to do on this thread: closing now
             # (request_finished) saves the request a second visit after sending.
             cycle.close(self.__class__)
+            executor = request_executor.get()
+            if isinstance(executor, RequestExecutor):
+                executor.give_back_after_job()
 
     def visits_thread_once(self) -> bool:
         """Whether a request's sync code runs in one visit to its thread (respond_in_thread)."""
@@ -294,19 +309,24 @@ class ASGIHandler(django_asgi.ASGIHandler):
             work.close()
             raise_unexpected_error(listener)
             return
-        worker = asyncio.create_task(work)
+        # The work runs in this task, not one of its own: a disconnect cancels this task.
+        interruption = Interruption(asyncio.current_task())
+        listener.add_done_callback(interruption)
         try:
-            await first_done(listener, worker)
+            await work
+        except RequestAborted:
+            pass  # The client went away while the response was being sent.
+        except asyncio.CancelledError:
+            if not interruption.disarm():
+                raise
         finally:
-            if worker.done() and not listener.done():
-                # The usual end: the listener only waits in receive(), so cancelling it is enough.
-                listener.cancel()
-            else:
-                # The listener first: it raises nothing that could stop us cancelling the work.
-                await cancel_and_wait(listener)
-                await cancel_and_wait(worker)
+            interruption.disarm()
+            # Usually waiting in receive(), or about to learn the response is complete.
+            listener.cancel()
+            if listener.done() and not listener.cancelled():
+                # Seen, so that asyncio does not log it when a cancellation is on its way out.
+                listener.exception()
         raise_unexpected_error(listener)
-        raise_unexpected_error(worker)
 
     async def run_get_response(self, request: ASGIRequest) -> HttpResponseBase:  # type: ignore[override]
         """Get the response: through the sync chain on the request's thread, or async."""

@@ -54,6 +54,7 @@ class RequestExecutor(Executor):
         self._lock = threading.Lock()
         self._bound = False
         self._released = False
+        self._give_back = False
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         future: Future[T] = Future()
@@ -79,12 +80,30 @@ class RequestExecutor(Executor):
 
     release = shutdown
 
+    def give_back_after_job(self) -> None:
+        """From a job on the lent thread: return the thread once this job ends, if none is queued.
+
+        A request whose sync work is known to be over saves its thread a wake-up just to be
+        released. Work submitted later still runs, on whichever thread the pool lends then.
+        """
+        self._give_back = True
+
     def run_jobs(self) -> None:
         """On the lent thread: run this request's jobs until it is released."""
         while (job := self._jobs.get()) is not _RELEASE:
             run_job(cast(Job, job))
             # Drop the reference so a finished request's objects are not kept alive meanwhile.
             del job
+            if self._give_back and self._unbind_if_idle():
+                return
+
+    def _unbind_if_idle(self) -> bool:
+        with self._lock:
+            self._give_back = False
+            if not self._jobs.empty():
+                return False
+            self._bound = False
+            return True
 
 
 def run_job(job: Job) -> None:

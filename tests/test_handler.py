@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import copy
 import os
+import sys
 import tempfile
 import threading
 import warnings
 from typing import Any
-from unittest import mock
+from unittest import mock, skipIf
 
 from asgiref.testing import ApplicationCommunicator
 from django.core.signals import request_finished, request_started
@@ -19,6 +20,7 @@ from django.test import SimpleTestCase, override_settings
 from asgi_bridge import ASGIHandler, get_asgi_application
 from asgi_bridge import handler as handler_module
 from asgi_bridge.sending import SYNC_BYTES_AHEAD
+from asgi_bridge.types import Message
 
 from . import urls
 from .asgi import (
@@ -434,6 +436,30 @@ class ConcurrencyTests(HandlerTestCase):
         self.assertTrue(urls.observed["closed"])
         self.assertEqual(len(self.finished.threads), 1)
 
+    @skipIf(sys.version_info < (3, 11), "Python 3.10 has no Task.uncancel() to tell them apart")
+    async def test_server_cancel_is_not_mistaken_for_the_clients_disconnect(self) -> None:
+        urls.observed["view_started"] = threading.Event()
+        left = asyncio.Event()
+        messages = [{"type": "http.request"}]
+
+        async def receive() -> Message:
+            if messages:
+                return messages.pop()
+            await left.wait()
+            return {"type": "http.disconnect"}
+
+        task = asyncio.ensure_future(
+            get_asgi_application()(http_scope("/async/waiting/"), receive, RecordingSend())
+        )
+        await wait_for_event(urls.observed["view_started"])
+        # Both at once: the disconnect ends the view, the server's cancel must still end us.
+        left.set()
+        task.cancel()
+        with self.assertRaises(asyncio.CancelledError):
+            await task
+        self.assertTrue(urls.observed.get("view_cancelled"))
+        self.assertEqual(len(self.finished.threads), 1)
+
 
 SYNC_CHAIN = ["tests.middleware.RecordingMiddleware"]
 ASYNC_CHAIN = ["tests.middleware.AsyncOnlyMiddleware"]
@@ -579,6 +605,26 @@ class SyncChainThreadModelTests(ThreadModelTests):
         threads = urls.observed["middleware_threads"]
         self.assertEqual(len(set(threads)), 1)
         self.assertNotEqual(threads[0], threading.get_ident())
+
+    @override_settings(ASGI_BRIDGE={"THREADS": 1})
+    async def test_thread_is_back_in_the_pool_while_the_response_is_sent(self) -> None:
+        # The request's sync work ended with its response closed, so its thread went back
+        # without waiting for the response to be sent.
+        pool = get_asgi_application().request_threads()
+        idle_at_start: list[int] = []
+
+        async def send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                for _ in range(500):
+                    if pool.idle_count:
+                        break
+                    await asyncio.sleep(0.01)
+                idle_at_start.append(pool.idle_count)
+
+        receive = ScriptedReceive({"type": "http.request"})
+        await get_asgi_application()(http_scope("/"), receive, send)
+        self.assertEqual(idle_at_start, [1])
+        self.assertEqual(self.finished.threads, [urls.observed["view_thread"]])
 
 
 class AsyncChainThreadModelTests(ThreadModelTests):

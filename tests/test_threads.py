@@ -15,6 +15,7 @@ from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.test import SimpleTestCase
 
 from asgi_bridge.threads import (
+    RequestExecutor,
     RequestThreadPool,
     executor_context,
     request_executor,
@@ -89,6 +90,68 @@ class RequestExecutorTests(PoolTestCase):
         other = pool.executor()
         self.assertIsNotNone(other.submit(current_thread).result(WAIT))
         other.release()
+
+
+class GiveBackAfterJobTests(PoolTestCase):
+    """A request's last known job hands the thread back itself, without waiting for release()."""
+
+    @staticmethod
+    def last_job(executor: RequestExecutor) -> threading.Thread:
+        executor.give_back_after_job()
+        return threading.current_thread()
+
+    def test_thread_is_idle_again_before_release(self) -> None:
+        pool = self.make_pool(1)
+        executor = pool.executor()
+        executor.submit(self.last_job, executor).result(WAIT)
+        wait_until(lambda: pool.idle_count == 1)
+        # Another request gets the only thread while the first has not been released yet.
+        other = pool.executor()
+        self.assertIsNotNone(other.submit(current_thread).result(WAIT))
+        other.release()
+        executor.release()
+
+    def test_release_after_give_back_wakes_nobody(self) -> None:
+        pool = self.make_pool(1)
+        executor = pool.executor()
+        thread = executor.submit(self.last_job, executor).result(WAIT)
+        wait_until(lambda: pool.idle_count == 1)
+        executor.release()
+        # The thread was not handed a stale release: it serves the next request's jobs.
+        other = pool.executor()
+        self.assertIs(other.submit(current_thread).result(WAIT), thread)
+        self.assertIs(other.submit(current_thread).result(WAIT), thread)
+        other.release()
+
+    def test_jobs_queued_behind_the_last_one_still_run_on_its_thread(self) -> None:
+        pool = self.make_pool(2)
+        executor = pool.executor()
+        started, go_on = threading.Event(), threading.Event()
+
+        def last_job_that_waits() -> threading.Thread:
+            executor.give_back_after_job()
+            started.set()
+            go_on.wait(WAIT)
+            return threading.current_thread()
+
+        first = executor.submit(last_job_that_waits)
+        started.wait(WAIT)
+        queued = executor.submit(current_thread)
+        go_on.set()
+        self.assertIs(queued.result(WAIT), first.result(WAIT))
+        self.assertEqual(pool.idle_count, 0)
+        executor.release()
+        wait_until(lambda: pool.idle_count == 1)
+
+    def test_work_after_give_back_borrows_a_thread_again(self) -> None:
+        pool = self.make_pool(1)
+        executor = pool.executor()
+        executor.submit(self.last_job, executor).result(WAIT)
+        wait_until(lambda: pool.idle_count == 1)
+        self.assertIsNotNone(executor.submit(current_thread).result(WAIT))
+        self.assertEqual(pool.idle_count, 0)
+        executor.release()
+        wait_until(lambda: pool.idle_count == 1)
 
 
 class RequestThreadPoolTests(PoolTestCase):
