@@ -38,10 +38,10 @@ from .sending import (
     start_message,
 )
 from .threads import (
-    RequestExecutor,
     RequestThreadPool,
     caller_thread_executor,
     executor_context,
+    give_back_request_thread,
     on_request_thread,
     request_executor,
     request_thread_context,
@@ -136,8 +136,14 @@ class RequestCycle:
             self.response.close()
 
 
+def close_and_give_back(cycle: RequestCycle, handler_class: type) -> None:
+    """The request's last sync work: close it, and let its thread go back as soon as it returns."""
+    cycle.close(handler_class)
+    give_back_request_thread()
+
+
 # On the request's thread, after whatever still runs there.
-close_in_thread = on_request_thread(RequestCycle.close)
+close_in_thread = on_request_thread(close_and_give_back)
 
 
 class ASGIHandler(django_asgi.ASGIHandler):
@@ -258,7 +264,7 @@ class ASGIHandler(django_asgi.ASGIHandler):
         if self.visits_thread_once():
             # One visit to the request's thread: signal, request, middleware and sync view.
             await self._respond_in_thread(scope, body_file, cycle)
-            channel.finish_on_thread = partial(cycle.close, self.__class__)
+            channel.finish_on_thread = partial(self.close_on_thread, cycle)
         else:
             await signals.request_started.asend(sender=self.__class__, scope=scope)
             request, error_response = self.create_request(scope, body_file)
@@ -286,10 +292,11 @@ class ASGIHandler(django_asgi.ASGIHandler):
         if not response.streaming:
             # The body is in memory, so nothing is left to do on this thread: closing now
             # (request_finished) saves the request a second visit after sending.
-            cycle.close(self.__class__)
-            executor = request_executor.get()
-            if isinstance(executor, RequestExecutor):
-                executor.give_back_after_job()
+            self.close_on_thread(cycle)
+
+    def close_on_thread(self, cycle: RequestCycle) -> None:
+        """End the request on its thread, whose sync work is then over."""
+        close_and_give_back(cycle, self.__class__)
 
     def visits_thread_once(self) -> bool:
         """Whether a request's sync code runs in one visit to its thread (respond_in_thread)."""

@@ -20,6 +20,7 @@ from django.test import SimpleTestCase, override_settings
 from asgi_bridge import ASGIHandler, get_asgi_application
 from asgi_bridge import handler as handler_module
 from asgi_bridge.sending import SYNC_BYTES_AHEAD
+from asgi_bridge.threads import RequestThreadPool
 from asgi_bridge.types import Message
 
 from . import urls
@@ -607,24 +608,39 @@ class SyncChainThreadModelTests(ThreadModelTests):
         self.assertNotEqual(threads[0], threading.get_ident())
 
     @override_settings(ASGI_BRIDGE={"THREADS": 1})
-    async def test_thread_is_back_in_the_pool_while_the_response_is_sent(self) -> None:
-        # The request's sync work ended with its response closed, so its thread went back
-        # without waiting for the response to be sent.
-        pool = get_asgi_application().request_threads()
-        idle_at_start: list[int] = []
+    async def test_thread_is_back_in_the_pool_when_its_work_is_over(self) -> None:
+        # Once the response is closed on the request's thread, the thread goes back without
+        # waiting for the handler to release it after the last message is sent.
+        cases = [
+            (http_scope("/"), "http.response.start"),
+            (http_scope("/stream/sync/", query_string=b"n=3"), "http.response.body"),
+        ]
+        for scope, last_type in cases:
+            with self.subTest(path=scope["path"]):
+                self.finished.threads.clear()
+                send = IdleThreadsAtLastMessage(get_asgi_application().request_threads(), last_type)
+                receive = ScriptedReceive({"type": "http.request"})
+                await get_asgi_application()(scope, receive, send)
+                self.assertEqual(send.idle, [1])
+                self.assertEqual(self.finished.threads, [urls.observed["view_thread"]])
 
-        async def send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                for _ in range(500):
-                    if pool.idle_count:
-                        break
-                    await asyncio.sleep(0.01)
-                idle_at_start.append(pool.idle_count)
 
-        receive = ScriptedReceive({"type": "http.request"})
-        await get_asgi_application()(http_scope("/"), receive, send)
-        self.assertEqual(idle_at_start, [1])
-        self.assertEqual(self.finished.threads, [urls.observed["view_thread"]])
+class IdleThreadsAtLastMessage:
+    """A ``send`` noting how many pooled threads are idle (after they had a moment to get
+    there) when the last message of ``last_type`` is sent."""
+
+    def __init__(self, pool: RequestThreadPool, last_type: str) -> None:
+        self.pool = pool
+        self.last_type = last_type
+        self.idle: list[int] = []
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == self.last_type and not message.get("more_body"):
+            for _ in range(500):
+                if self.pool.idle_count:
+                    break
+                await asyncio.sleep(0.01)
+            self.idle.append(self.pool.idle_count)
 
 
 class AsyncChainThreadModelTests(ThreadModelTests):

@@ -27,6 +27,20 @@ class ResponseHeadersTests(SimpleTestCase):
         self.assertIn((b"X-Latin", "café".encode("latin1")), headers)
         self.assertIn((b"Set-Cookie", b"a=1; Path=/"), headers)
 
+    def test_same_pairs_in_the_same_order_as_items(self) -> None:
+        response = HttpResponse("x")
+        response["X-B"] = "2"
+        response["x-a"] = "1"
+        response["X-B"] = "3"  # replaced in place, keeping its first position
+        expected = [(name.encode(), value.encode()) for name, value in response.items()]
+        self.assertEqual(response_headers(response), expected)
+
+    def test_headers_without_their_usual_store(self) -> None:
+        # A headers mapping other than Django's ResponseHeaders is read through items().
+        response = HttpResponse("x")
+        response.headers = {"X-Custom": "yes"}  # type: ignore[assignment]
+        self.assertEqual(response_headers(response), [(b"X-Custom", b"yes")])
+
 
 class ResponseChannelTests(SimpleTestCase):
     def test_scope_facts(self) -> None:
