@@ -260,6 +260,59 @@ def target_ratios(
     )
 
 
+def paired_ratios(
+    server: dict[str, Any], endpoint: str, ours: str, theirs: str | None, metric: str
+) -> list[float]:
+    """The ratio in each round, ours against theirs measured in that same round, oriented so
+    that above 1.00x ``ours`` is better; empty unless both have every round."""
+    mine, other = throughput_of(server, ours, endpoint), throughput_of(server, theirs, endpoint)
+    if mine is None or other is None:
+        return []
+    my_rounds, their_rounds = mine.get("rounds", []), other.get("rounds", [])
+    if len(my_rounds) < 2 or len(my_rounds) != len(their_rounds):
+        return []
+    ratios = []
+    for my_round, their_round in zip(my_rounds, their_rounds, strict=True):
+        if "error" in my_round or "error" in their_round:
+            return []
+        ratio = oriented_ratio(
+            my_round.get(metric), their_round.get(metric), higher_is_better=metric == REQUESTS
+        )
+        if ratio is None:
+            return []
+        ratios.append(ratio)
+    return ratios
+
+
+def render_paired(server: dict[str, Any], bridge: str, stock: str, wsgi: str | None) -> list[str]:
+    """Per-round ratios of each target: each round measures both sides back to back, so a
+    machine that is slower in one round than in another moves both alike."""
+    lines = []
+    for target in ISSUE_TARGETS:
+        theirs = stock if target.baseline == "stock" else wsgi
+        by_metric = {
+            metric: paired_ratios(server, target.endpoint, bridge, theirs, metric)
+            for metric in (REQUESTS, CPU)
+        }
+        if not all(by_metric.values()):
+            continue
+        cells = [
+            f"{label} median {format_ratio(median(ratios))} "
+            f"({', '.join(format_ratio(ratio) for ratio in ratios)})"
+            for label, ratios in (("req/s", by_metric[REQUESTS]), ("CPU", by_metric[CPU]))
+        ]
+        lines.append(f"  {target.endpoint}: {'; '.join(cells)}")
+    if lines:
+        lines.insert(0, "  paired by round (the ratio within each round, then their median):")
+    return lines
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def render_targets(name: str, server: dict[str, Any]) -> str:
     """The issue #3 targets on this server: the ratio by requests/s and by CPU, met or not."""
     title = f"targets (issue #3) on {name}"
@@ -280,6 +333,7 @@ def render_targets(name: str, server: dict[str, Any]) -> str:
         f"{title} (ratios above 1.00x favour asgi_bridge; by CPU = baseline µs / asgi_bridge µs):",
         format_table(header, rows, {1, 2, 4}),
     ]
+    lines += render_paired(server, bridge, stock, wsgi)
     if wsgi is None:
         lines.append("  the sync hello target needs the wsgi column: run without --no-wsgi.")
     else:
