@@ -1,10 +1,12 @@
-"""CPU per request of the two handlers alone: no server, no sockets, no load generator.
+"""CPU per request of the handlers alone: no server, no sockets, no load generator.
 
 Drives the benchmark project's application directly, the way a server would (one request at a
 time, ``http.disconnect`` once the response is complete), in one process pinned to one core, and
-prints the CPU time (all threads) per request of the stock handler and of asgi_bridge, with their
-ratio. The handlers run in alternating rounds, so a burst of background load hits both alike;
-the minimum over the rounds is the figure least disturbed by the rest of the machine.
+prints the CPU time (all threads, µs) per request of the stock handler, of asgi_bridge and of
+Django's WSGI handler (called as a WSGI server calls it), with asgi_bridge's ratios to the other
+two: their µs over asgi_bridge's, so above 1.00x favours asgi_bridge. The handlers run in
+alternating rounds, so a burst of background load hits them alike; the minimum over the rounds
+is the figure least disturbed by the rest of the machine.
 
     .venv/bin/python bench/inprocess.py [--paths /sync-hello/,/async-hello/] [--requests 2000]
                                         [--rounds 7] [--loop uvloop|asyncio] [--core 0]
@@ -15,6 +17,7 @@ measure of the targets. Nothing here asserts.
 
 import argparse
 import asyncio
+import io
 import os
 import statistics
 import subprocess
@@ -28,7 +31,8 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_PATHS = "/async-hello/,/sync-hello/,/json/,/orm/,/orm-persistent/,/stream-sync/"
-HANDLERS = ("stock", "bridge")
+# The WSGI handler is called as a WSGI server would call it, also without a server.
+HANDLERS = ("stock", "bridge", "wsgi")
 
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
@@ -84,35 +88,87 @@ async def one_request(app: App, path: str) -> None:
     await app(http_scope(path), receive, send)
 
 
-async def cpu_per_request(app: App, path: str, requests: int) -> float:
-    start = time.process_time()
+def wsgi_environ(path: str) -> dict[str, Any]:
+    return {
+        "REQUEST_METHOD": "GET",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_HOST": "127.0.0.1",
+        "HTTP_USER_AGENT": "bench/inprocess",
+        "wsgi.input": io.BytesIO(),
+        "wsgi.errors": sys.stderr,
+        "wsgi.url_scheme": "http",
+    }
+
+
+def one_wsgi_request(app: Any, path: str) -> None:
+    """One request as a WSGI server gives it: call, read the whole body, close."""
+    statuses: list[str] = []
+    body = app(wsgi_environ(path), lambda status, headers: statuses.append(status))
+    try:
+        b"".join(body)
+    finally:
+        body.close()
+    if not statuses[0].startswith(("2", "3")):
+        raise RuntimeError(f"{path} answered {statuses[0]}")
+
+
+def wsgi_requests(app: Any, path: str, requests: int) -> None:
     for _ in range(requests):
-        await one_request(app, path)
+        one_wsgi_request(app, path)
+
+
+async def cpu_per_request(app: Any, name: str, path: str, requests: int) -> float:
+    start = time.process_time()
+    if name == "wsgi":
+        # Off the event loop, as under a WSGI server: Django runs async views through
+        # async_to_sync there, which refuses to run on a thread with a running loop.
+        await asyncio.to_thread(wsgi_requests, app, path, requests)
+    else:
+        for _ in range(requests):
+            await one_request(app, path)
     return (time.process_time() - start) / requests * 1e6
 
 
 async def measure(args: argparse.Namespace) -> None:
     from django.core.asgi import get_asgi_application as stock_application
+    from django.core.wsgi import get_wsgi_application
 
     from asgi_bridge import get_asgi_application as bridge_application
 
-    apps: dict[str, App] = {"stock": stock_application(), "bridge": bridge_application()}
-    print(f"{'path':<18} {'stock µs CPU/req':>22} {'asgi_bridge':>22} {'stock/asgi_bridge':>18}")
+    apps: dict[str, Any] = {
+        "stock": stock_application(),
+        "bridge": bridge_application(),
+        "wsgi": get_wsgi_application(),
+    }
+    print(
+        f"{'path':<18} {'stock':>22} {'asgi_bridge':>22} {'wsgi (no server)':>22}"
+        f" {'vs stock':>9} {'vs wsgi':>8}"
+    )
     for path in args.paths.split(","):
         samples: dict[str, list[float]] = {name: [] for name in HANDLERS}
         for name in HANDLERS:
             for _ in range(args.warmup):
-                await one_request(apps[name], path)
+                await cpu_per_request(apps[name], name, path, 1)
         for round_number in range(args.rounds):
             order = HANDLERS if round_number % 2 == 0 else HANDLERS[::-1]
             for name in order:
-                samples[name].append(await cpu_per_request(apps[name], path, args.requests))
+                samples[name].append(await cpu_per_request(apps[name], name, path, args.requests))
+        best = {name: min(values) for name, values in samples.items()}
         cells = [
-            f"{min(samples[name]):>8.1f} (median {statistics.median(samples[name]):>7.1f})"
+            f"{best[name]:>8.1f} (median {statistics.median(samples[name]):>7.1f})"
             for name in HANDLERS
         ]
-        ratio = min(samples["stock"]) / min(samples["bridge"])
-        print(f"{path:<18} {cells[0]:>22} {cells[1]:>22} {ratio:>17.2f}x", flush=True)
+        print(
+            f"{path:<18} {cells[0]:>22} {cells[1]:>22} {cells[2]:>22}"
+            f" {best['stock'] / best['bridge']:>8.2f}x {best['wsgi'] / best['bridge']:>7.2f}x",
+            flush=True,
+        )
 
 
 def run_child(args: argparse.Namespace) -> None:
