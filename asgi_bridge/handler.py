@@ -71,10 +71,10 @@ async def receive_within(receive: Receive, timeout: float | None) -> Message:
 
 
 class Interruption:
-    """Cancels a task when the task it is called back by ends: a disconnect listener's callback.
+    """The disconnect listener's done-callback: cancels the task running the request's work.
 
-    Disarmed once the work it guards is over, since a callback already scheduled cannot be
-    taken back; and it never adds its cancel to one already under way (the server's).
+    Disarmed once that work is over, since a callback already scheduled cannot be taken back;
+    and it never adds its cancel to one already under way (the server's).
     """
 
     __slots__ = ("armed", "cancelled", "task")
