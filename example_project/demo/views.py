@@ -301,6 +301,29 @@ def probe_thread(request: HttpRequest) -> JsonResponse:
     return JsonResponse(view_thread_report(request.GET.get("token", "")))
 
 
+def probe_slow(request: HttpRequest) -> JsonResponse:
+    """A sync view that outlives a client who leaves: it runs to its end, where it records
+    ``("slow_view_returned", token, thread)``, and its request still finishes on its thread."""
+    token = request.GET.get("token", "")
+    report = view_thread_report(token)
+    time.sleep(read_query_number(request, "seconds", 0.5, float))
+    record_event("slow_view_returned", token, report["thread"])
+    return JsonResponse(report)
+
+
+async def probe_slow_async(request: HttpRequest) -> JsonResponse:
+    """An async view the handler cancels when its client leaves: records
+    ``("slow_view_cancelled", token)`` then, or ``("slow_view_returned", token)`` if not."""
+    token = request.GET.get("token", "")
+    try:
+        await asyncio.sleep(read_query_number(request, "seconds", 0.5, float))
+    except asyncio.CancelledError:
+        record_event("slow_view_cancelled", token)
+        raise
+    record_event("slow_view_returned", token)
+    return JsonResponse({"token": token})
+
+
 # Lifespan and background work ------------------------------------------------------------------
 
 

@@ -440,6 +440,32 @@ class HTTPScenarios:
         # One after another, requests reuse threads instead of getting one each.
         assert len(set(threads)) < len(threads), threads
 
+    def test_sync_view_outlives_a_client_who_leaves(
+        self, server: RunningServer, client: httpx.Client
+    ) -> None:
+        token = new_token()
+        baseline = take_probe(client)
+        sock = open_raw_request(server, f"/probe/slow/?token={token}&seconds=1")
+        time.sleep(0.3)  # The view is sleeping by now; the client gives up before the answer.
+        abort_connection(sock)
+        # The view ran to its end and its request finished once, on the view's own thread.
+        returned = assert_cleaned_up_once(client, baseline, "slow_view_returned", token)
+        [finished_on] = take_probe(client).matching("finished_on", token)
+        assert finished_on[2] == returned[2], (finished_on, returned)
+        # The thread went back to the pool: requests keep being served.
+        assert client.get("/probe/thread/").status_code == 200
+
+    def test_async_view_is_cancelled_when_its_client_leaves(
+        self, server: RunningServer, client: httpx.Client
+    ) -> None:
+        token = new_token()
+        baseline = take_probe(client)
+        sock = open_raw_request(server, f"/probe/slow-async/?token={token}&seconds=5")
+        time.sleep(0.3)
+        abort_connection(sock)
+        assert_cleaned_up_once(client, baseline, "slow_view_cancelled", token)
+        assert not take_probe(client).matching("slow_view_returned", token)
+
     @pytest.mark.parametrize("flavour", ["forever", "forever-sync"])
     def test_client_disconnect_mid_stream(
         self, server: RunningServer, client: httpx.Client, flavour: str
