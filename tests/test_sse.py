@@ -423,32 +423,26 @@ class StreamTests(HandlerTestCase):
 class PingTests(HandlerTestCase):
     async def test_ping_while_an_async_source_waits_then_its_event(self) -> None:
         gates["async"] = asyncio.Event()
-        communicator = self.communicator("/sse/async-waiting/", b"ping=0.05")
+        await self.assert_pings_while_the_source_waits("async")
+
+    async def test_ping_while_a_sync_source_blocks_its_thread(self) -> None:
+        await self.assert_pings_while_the_source_waits("sync")
+
+    async def assert_pings_while_the_source_waits(self, flavour: str) -> None:
+        """/sse/<flavour>-waiting/ gives one event, then waits for its gate before the next."""
+        communicator = self.communicator(f"/sse/{flavour}-waiting/", b"ping=0.05")
         await communicator.send_input({"type": "http.request"})
         await communicator.receive_output(timeout=TIMEOUT)
         self.assertEqual(await self.next_body(communicator), b"data: before\n\n")
         # Silence: the next thing sent must be a ping, not the event the source waits to give.
         self.assertEqual(await self.next_body(communicator), PING)
-        gates["async"].set()
+        gates[flavour].set()
         # Pings that raced with the gate may come first; the pending event is not lost.
         bodies = await self.bodies_until(communicator, b"data: after\n\n")
         self.assertEqual(set(bodies[:-1]) - {PING}, set())
         await self.read_to_the_end(communicator)
         await communicator.wait(timeout=TIMEOUT)
-        self.assertEqual(observed["async_finally"], 1)
-
-    async def test_ping_while_a_sync_source_blocks_its_thread(self) -> None:
-        communicator = self.communicator("/sse/sync-waiting/", b"ping=0.05")
-        await communicator.send_input({"type": "http.request"})
-        await communicator.receive_output(timeout=TIMEOUT)
-        self.assertEqual(await self.next_body(communicator), b"data: before\n\n")
-        self.assertEqual(await self.next_body(communicator), PING)
-        gates["sync"].set()
-        bodies = await self.bodies_until(communicator, b"data: after\n\n")
-        self.assertEqual(set(bodies[:-1]) - {PING}, set())
-        await self.read_to_the_end(communicator)
-        await communicator.wait(timeout=TIMEOUT)
-        self.assertEqual(observed["sync_finally"], 1)
+        self.assertEqual(observed[f"{flavour}_finally"], 1)
 
     async def test_no_ping_when_disabled(self) -> None:
         gates["async"] = asyncio.Event()
