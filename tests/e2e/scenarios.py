@@ -177,6 +177,13 @@ def abort_connection(sock: socket.socket) -> None:
     sock.close()
 
 
+def leave_while_the_view_runs(server: RunningServer, target: str) -> None:
+    """Request ``target`` (a view that sleeps) and hang up before it can answer."""
+    sock = open_raw_request(server, target)
+    time.sleep(0.3)  # The view is sleeping by now.
+    abort_connection(sock)
+
+
 def exchange_raw(server: RunningServer, request: bytes) -> bytes:
     """Send raw request bytes and return everything the server answers until it closes."""
     with socket.create_connection((server.host, server.port), timeout=SOCKET_TIMEOUT) as sock:
@@ -445,9 +452,7 @@ class HTTPScenarios:
     ) -> None:
         token = new_token()
         baseline = take_probe(client)
-        sock = open_raw_request(server, f"/probe/slow/?token={token}&seconds=1")
-        time.sleep(0.3)  # The view is sleeping by now; the client gives up before the answer.
-        abort_connection(sock)
+        leave_while_the_view_runs(server, f"/probe/slow/?token={token}&seconds=1")
         # The view ran to its end and its request finished once, on the view's own thread.
         returned = assert_cleaned_up_once(client, baseline, "slow_view_returned", token)
         [finished_on] = take_probe(client).matching("finished_on", token)
@@ -460,9 +465,7 @@ class HTTPScenarios:
     ) -> None:
         token = new_token()
         baseline = take_probe(client)
-        sock = open_raw_request(server, f"/probe/slow-async/?token={token}&seconds=5")
-        time.sleep(0.3)
-        abort_connection(sock)
+        leave_while_the_view_runs(server, f"/probe/slow-async/?token={token}&seconds=5")
         assert_cleaned_up_once(client, baseline, "slow_view_cancelled", token)
         assert not take_probe(client).matching("slow_view_returned", token)
 
