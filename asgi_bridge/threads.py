@@ -28,12 +28,15 @@ from typing import Any, TypeVar, cast
 
 from asgiref.sync import AsyncToSync, SyncToAsync, ThreadSensitiveContext, sync_to_async
 
+from . import hop
+
 logger = logging.getLogger("asgi_bridge")
 
 T = TypeVar("T")
 
-# A job is (future, function, args, kwargs); _RELEASE ends a request's turn on a thread.
-Job = tuple["Future[Any]", Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+# A job is (future, function, args, kwargs), the future None for a job that reports its own
+# outcome (run_soon); _RELEASE ends a request's turn on a thread.
+Job = tuple["Future[Any] | None", Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 _RELEASE = object()
 # Tells an idle pooled thread to exit; only the pool's shutdown sends it.
 _EXIT = object()
@@ -58,15 +61,22 @@ class RequestExecutor(Executor):
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         future: Future[T] = Future()
+        self._queue((future, fn, args, kwargs))
+        return future
+
+    def run_soon(self, job: Callable[[], None]) -> None:
+        """Queue ``job``, which reports its outcome itself: no future, cheaper than ``submit``."""
+        self._queue((None, job, (), {}))
+
+    def _queue(self, job: Job) -> None:
         with self._lock:
             if self._released:
                 raise RuntimeError("cannot schedule new futures after the request has ended")
-            self._jobs.put((future, fn, args, kwargs))
+            self._jobs.put(job)
             first_job = not self._bound
             self._bound = True
         if first_job:
             self._pool.lend_thread(self)
-        return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Give the thread back once the queued jobs are done. Never blocks: ``wait`` is ignored."""
@@ -108,6 +118,12 @@ class RequestExecutor(Executor):
 
 def run_job(job: Job) -> None:
     future, fn, args, kwargs = job
+    if future is None:
+        try:
+            fn()
+        except BaseException:
+            logger.exception("Error in a job on %s", threading.current_thread().name)
+        return
     if not future.set_running_or_notify_cancel():
         return
     try:
@@ -290,8 +306,11 @@ def on_request_thread(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
     thread_sensitive = sync_to_async(func)
 
     async def call(*args: Any, **kwargs: Any) -> T:
-        if request_executor.get() is None:
+        executor = request_executor.get()
+        if executor is None:
             return await thread_sensitive(*args, **kwargs)
+        if hop.AVAILABLE and type(executor) is RequestExecutor:
+            return await hop.call_on_thread(executor, func, args, kwargs)
         return await on_thread(*args, **kwargs)
 
     return call
