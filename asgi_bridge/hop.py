@@ -89,8 +89,9 @@ class Trip(Generic[T]):
             result = self.context.run(self.call_in_context)
         except BaseException as error:
             if isinstance(error, StopIteration):
-                # An asyncio future refuses StopIteration.
-                error = RuntimeError(f"{self.func!r} raised StopIteration")
+                # An asyncio future refuses StopIteration; the original stays as the cause.
+                stop, error = error, RuntimeError(f"{self.func!r} raised StopIteration")
+                error.__cause__ = stop
             self.report(False, error)
         else:
             self.report(True, result)

@@ -74,8 +74,9 @@ class CallOnThreadTests(PoolTestCase):
 
     async def test_stop_iteration_becomes_a_runtime_error(self) -> None:
         # An asyncio future cannot carry StopIteration; a silent hang would be worse.
-        with self.assertRaisesMessage(RuntimeError, "raised StopIteration"):
+        with self.assertRaisesMessage(RuntimeError, "raised StopIteration") as raised:
             await self.call(next, iter(()))
+        self.assertIsInstance(raised.exception.__cause__, StopIteration)
 
     async def test_the_exception_being_handled_is_handled_in_the_function_too(self) -> None:
         try:
