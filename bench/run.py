@@ -9,6 +9,7 @@ server runs one worker on core 0, every client on core 1.
     .venv/bin/python bench/run.py [--quick] [--servers uvicorn,granian] [--no-wsgi]
                                   [--duration S] [--connections N] [--handlers stock,bridge]
                                   [--rounds N] [--interleave] [--only throughput|memory]
+                                  [--endpoints targets|sync_hello,orm,...]
 
 Nothing here asserts: the targets are printed beside the numbers for information only.
 """
@@ -77,6 +78,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--only", choices=("throughput", "memory"), help="run one half of the benchmark"
     )
     parser.add_argument(
+        "--endpoints",
+        help="comma list of the endpoints to measure (default: all of "
+        f"{','.join(endpoint.key for endpoint in throughput.ENDPOINTS)}); "
+        "'targets' measures those of issue #3",
+    )
+    parser.add_argument(
         "--rounds", type=int, default=1, help="repeat the req/s pass, alternating order; median"
     )
     parser.add_argument(
@@ -100,11 +107,30 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error(f"unknown server(s) {unknown}; choose from {sorted(servers.SERVERS)}")
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    try:
+        args.endpoints = chosen_endpoints(args.endpoints)
+    except ValueError as error:
+        parser.error(str(error))
     if len(args.handlers) != 2 or not set(args.handlers) <= set(HANDLERS):
         parser.error(f"--handlers takes two of {HANDLERS}, e.g. stock,bridge")
     # The WSGI baseline is a throughput yardstick; the memory scenarios compare the ASGI handlers.
     args.wsgi = args.wsgi and args.only != "memory"
     return args
+
+
+def chosen_endpoints(choice: str | None) -> list[throughput.Endpoint]:
+    """The endpoints --endpoints names, in the benchmark's own order."""
+    if choice is None:
+        return list(throughput.ENDPOINTS)
+    names = {name.strip() for name in choice.split(",") if name.strip()}
+    if "targets" in names:
+        names.remove("targets")
+        names.update(target.endpoint for target in report.ISSUE_TARGETS)
+    known = {endpoint.key for endpoint in throughput.ENDPOINTS}
+    unknown = sorted(names - known)
+    if unknown or not names:
+        raise ValueError(f"unknown endpoint(s) {unknown}; choose from {sorted(known)} or targets")
+    return [endpoint for endpoint in throughput.ENDPOINTS if endpoint.key in names]
 
 
 def check_cores() -> int:
@@ -121,12 +147,15 @@ def print_header(command: str, facts: dict[str, Any], args: argparse.Namespace) 
         if key == "packages":
             value = ", ".join(f"{name} {version}" for name, version in value.items())
         print(f"{key}: {value}")
+    chosen = [endpoint.key for endpoint in args.endpoints]
+    some = len(chosen) < len(throughput.ENDPOINTS)
     print(
         f"settings: servers={','.join(args.servers)} handlers={','.join(args.handlers)}"
         f"{' +wsgi (gunicorn)' if args.wsgi else ''} "
         f"duration={args.duration:g}s warmup={args.warmup:g}s connections={args.connections} "
         f"rounds={args.rounds}{' interleaved' if args.interleave else ''}"
         f"{' only=' + args.only if args.only else ''}"
+        f"{' endpoints=' + ','.join(chosen) if some else ''}"
     )
     print(flush=True)
 
@@ -243,7 +272,7 @@ def run_throughput(
 
     def record_failure(contender: Contender, error: servers.ServerFailed) -> None:
         print(f"  [{contender.spec.name}/{contender.key}] server failed: {error}", flush=True)
-        for endpoint in throughput.ENDPOINTS:
+        for endpoint in args.endpoints:
             if contender.measures(endpoint):
                 record(contender.key, endpoint, {"error": "server failed to start"})
 
@@ -267,14 +296,14 @@ def run_throughput(
                         running.append((contender, stack.enter_context(start(contender))))
                     except servers.ServerFailed as error:
                         record_failure(contender, error)
-                for endpoint in throughput.ENDPOINTS:
+                for endpoint in args.endpoints:
                     for contender, server in running:
                         measure(contender, server, endpoint)
             continue
         for contender in order:
             try:
                 with start(contender) as server:
-                    for endpoint in throughput.ENDPOINTS:
+                    for endpoint in args.endpoints:
                         measure(contender, server, endpoint)
             except servers.ServerFailed as error:
                 record_failure(contender, error)
@@ -375,9 +404,9 @@ def estimated_minutes(args: argparse.Namespace) -> float:
     seconds = 0.0
     if args.only != "memory":
         per_measurement = args.duration + args.warmup + 0.5
-        measurements = 2 * len(throughput.ENDPOINTS)
+        measurements = 2 * len(args.endpoints)
         if args.wsgi:
-            measurements += sum(endpoint.under_wsgi for endpoint in throughput.ENDPOINTS)
+            measurements += sum(endpoint.under_wsgi for endpoint in args.endpoints)
         seconds += args.rounds * (measurements * per_measurement + 3 * (2 + args.wsgi))
     if args.only != "throughput":
         seconds += 2 * 30  # two fresh servers, warm-ups and transfers; stock downloads are slowest
@@ -428,6 +457,7 @@ def main(argv: list[str]) -> int:
             "interleave": args.interleave,
             "connections": args.connections,
             "only": args.only,
+            "endpoints": [endpoint.key for endpoint in args.endpoints],
         },
         "servers": {},
     }
