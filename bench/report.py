@@ -301,6 +301,8 @@ def render_paired(server: dict[str, Any], bridge: str, stock: str, wsgi: str | N
             f"({', '.join(format_ratio(ratio) for ratio in ratios)})"
             for label, ratios in (("req/s", by_metric[REQUESTS]), ("CPU", by_metric[CPU]))
         ]
+        met = sum(ratio >= target.factor for ratio in by_metric[CPU])
+        cells.append(f"met by CPU in {met} of {len(by_metric[CPU])} rounds")
         lines.append(f"  {target.endpoint}: {'; '.join(cells)}")
     if lines:
         lines.insert(0, "  paired by round (the ratio within each round, then their median):")
