@@ -5,6 +5,7 @@ with ``render_server_table`` and ``render_targets``.
 """
 
 import math
+import statistics
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -297,7 +298,7 @@ def render_paired(server: dict[str, Any], bridge: str, stock: str, wsgi: str | N
         if not all(by_metric.values()):
             continue
         cells = [
-            f"{label} median {format_ratio(median(ratios))} "
+            f"{label} median {format_ratio(statistics.median(ratios))} "
             f"({', '.join(format_ratio(ratio) for ratio in ratios)})"
             for label, ratios in (("req/s", by_metric[REQUESTS]), ("CPU", by_metric[CPU]))
         ]
@@ -307,12 +308,6 @@ def render_paired(server: dict[str, Any], bridge: str, stock: str, wsgi: str | N
     if lines:
         lines.insert(0, "  paired by round (the ratio within each round, then their median):")
     return lines
-
-
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def render_targets(name: str, server: dict[str, Any]) -> str:
