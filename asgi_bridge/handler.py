@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import tempfile
 from collections.abc import Coroutine
 from contextlib import closing
@@ -65,6 +66,11 @@ async def receive_within(receive: Receive, timeout: float | None) -> Message:
     if timeout is None:
         return await receive()
     try:
+        if sys.version_info >= (3, 11):
+            # A timer on this task: wait_for() would run receive() in a task of its own, which
+            # costs a request with a body timeout about 4% more instructions.
+            async with asyncio.timeout(timeout):
+                return await receive()
         return await asyncio.wait_for(receive(), timeout)
     except asyncio.TimeoutError:
         raise RequestBodyTimeout(timeout) from None

@@ -373,6 +373,35 @@ class BodyTimeoutTests(HandlerTestCase):
         await get_asgi_application()(http_scope("/echo/", method="POST"), receive, send)
         self.assertEqual(body_of(send.messages), b"ab")
 
+    @override_settings(ASGI_BRIDGE={"BODY_RECEIVE_TIMEOUT": 30})
+    async def test_server_cancelling_a_body_wait_is_not_a_timeout(self) -> None:
+        spools: list[Any] = []
+        original = tempfile.SpooledTemporaryFile
+
+        def spool(*args: Any, **kwargs: Any) -> Any:
+            spools.append(original(*args, **kwargs))
+            return spools[-1]
+
+        receive = ScriptedReceive({"type": "http.request", "body": b"x", "more_body": True})
+        send = RecordingSend()
+        with mock.patch.object(handler_module.tempfile, "SpooledTemporaryFile", spool):
+            task = asyncio.ensure_future(
+                get_asgi_application()(http_scope("/echo/", method="POST"), receive, send)
+            )
+            # Bounded, so a broken setup fails instead of hanging the suite.
+            for _ in range(500):
+                if receive.calls == 2:
+                    break
+                await asyncio.sleep(0.01)
+            self.assertEqual(receive.calls, 2, "the handler never waited for more body")
+            task.cancel()
+            with self.assertRaises(asyncio.CancelledError):
+                await task
+        # Cancelled, as the server asked: no 408, nothing sent, the spool closed.
+        self.assertEqual(send.messages, [])
+        self.assertTrue(spools[0].closed)
+        self.assertEqual(self.finished.threads, [])
+
     async def test_no_timeout_by_default(self) -> None:
         self.assertIsNone(handler_module.bridge_settings().body_receive_timeout)
 
