@@ -196,10 +196,7 @@ def main(argv: list[str]) -> int:
     import machine
     import run
 
-    packages = ", ".join(
-        f"{name} {machine.installed_version(name)}"
-        for name in ("django", "asgiref", "asgi_bridge", "uvloop")
-    )
+    packages = machine.handler_packages()
     print(
         f"in-process, one core (core {args.core}), {args.loop}; {args.rounds} rounds of "
         f"{args.requests} requests per handler and path; min over rounds, median in brackets"

@@ -137,10 +137,7 @@ def main(argv: list[str]) -> int:
     import machine
     import run
 
-    packages = ", ".join(
-        f"{name} {machine.installed_version(name)}"
-        for name in ("django", "asgiref", "asgi_bridge", "uvloop")
-    )
+    packages = machine.handler_packages()
     print(
         f"instructions per request (valgrind cachegrind, user space, all threads); "
         f"{args.requests} requests after {args.warmup} of warm-up; thousands"

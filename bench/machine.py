@@ -34,6 +34,12 @@ def installed_version(distribution: str) -> str:
         return "not installed"
 
 
+def handler_packages() -> str:
+    """The versions that decide what a handler does without a server, for the in-process tools."""
+    names = ("django", "asgiref", "asgi_bridge", "uvloop")
+    return ", ".join(f"{name} {installed_version(name)}" for name in names)
+
+
 def cpu_model() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):

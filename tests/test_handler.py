@@ -9,6 +9,8 @@ import sys
 import tempfile
 import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from unittest import mock, skipIf
 
@@ -43,6 +45,20 @@ class SignalCounter:
 
     def __call__(self, **kwargs: Any) -> None:
         self.threads.append(threading.get_ident())
+
+
+@contextmanager
+def recorded_spools() -> Iterator[list[Any]]:
+    """Every body spool the handler opens meanwhile, so a test can check that it was closed."""
+    spools: list[Any] = []
+    original = tempfile.SpooledTemporaryFile
+
+    def spool(*args: Any, **kwargs: Any) -> Any:
+        spools.append(original(*args, **kwargs))
+        return spools[-1]
+
+    with mock.patch.object(handler_module.tempfile, "SpooledTemporaryFile", spool):
+        yield spools
 
 
 class HandlerTestCase(ServedLikeByAServer, SimpleTestCase):
@@ -340,19 +356,12 @@ class BodyLimitTests(HandlerTestCase):
 class BodyTimeoutTests(HandlerTestCase):
     @override_settings(ASGI_BRIDGE={"BODY_RECEIVE_TIMEOUT": 0.05})
     async def test_stalled_body_is_answered_408(self) -> None:
-        spools: list[Any] = []
-        original = tempfile.SpooledTemporaryFile
-
-        def spool(*args: Any, **kwargs: Any) -> Any:
-            spools.append(original(*args, **kwargs))
-            return spools[-1]
-
         # The client sends part of the body, then nothing: ScriptedReceive then waits forever.
         receive = ScriptedReceive({"type": "http.request", "body": b"x" * 10, "more_body": True})
         send = RecordingSend()
         application = get_asgi_application()
         with (
-            mock.patch.object(handler_module.tempfile, "SpooledTemporaryFile", spool),
+            recorded_spools() as spools,
             self.assertLogs("django.request", "WARNING") as logs,
         ):
             await application(http_scope("/echo/", method="POST"), receive, send)
@@ -375,16 +384,9 @@ class BodyTimeoutTests(HandlerTestCase):
 
     @override_settings(ASGI_BRIDGE={"BODY_RECEIVE_TIMEOUT": 30})
     async def test_server_cancelling_a_body_wait_is_not_a_timeout(self) -> None:
-        spools: list[Any] = []
-        original = tempfile.SpooledTemporaryFile
-
-        def spool(*args: Any, **kwargs: Any) -> Any:
-            spools.append(original(*args, **kwargs))
-            return spools[-1]
-
         receive = ScriptedReceive({"type": "http.request", "body": b"x", "more_body": True})
         send = RecordingSend()
-        with mock.patch.object(handler_module.tempfile, "SpooledTemporaryFile", spool):
+        with recorded_spools() as spools:
             task = asyncio.ensure_future(
                 get_asgi_application()(http_scope("/echo/", method="POST"), receive, send)
             )
@@ -428,18 +430,11 @@ class ReadBodyTests(HandlerTestCase):
         self.assertEqual([on_loop for _, on_loop in writes], [True, False, False, False])
 
     async def test_disconnect_while_reading_closes_the_spool(self) -> None:
-        spools: list[Any] = []
-        original = tempfile.SpooledTemporaryFile
-
-        def spool(*args: Any, **kwargs: Any) -> Any:
-            spools.append(original(*args, **kwargs))
-            return spools[-1]
-
         receive = ScriptedReceive(
             {"type": "http.request", "body": b"x", "more_body": True}, {"type": "http.disconnect"}
         )
         send = RecordingSend()
-        with mock.patch.object(handler_module.tempfile, "SpooledTemporaryFile", spool):
+        with recorded_spools() as spools:
             await get_asgi_application()(http_scope("/echo/", method="POST"), receive, send)
         self.assertEqual(send.messages, [])
         self.assertTrue(spools[0].closed)
