@@ -196,12 +196,11 @@ def main(argv: list[str]) -> int:
     import machine
     import run
 
-    packages = machine.handler_packages()
     print(
         f"in-process, one core (core {args.core}), {args.loop}; {args.rounds} rounds of "
         f"{args.requests} requests per handler and path; min over rounds, median in brackets"
     )
-    print(f"{machine.cpu_model()}; {packages}; git {machine.git_revision()}")
+    print(machine.in_process_facts())
     with tempfile.TemporaryDirectory(prefix="asgi_bridge_inprocess_") as workdir:
         env = run.prepare_project(Path(workdir))
         child = subprocess.run([sys.executable, __file__, "--child", *argv], env=env)

@@ -137,12 +137,11 @@ def main(argv: list[str]) -> int:
     import machine
     import run
 
-    packages = machine.handler_packages()
     print(
         f"instructions per request (valgrind cachegrind, user space, all threads); "
         f"{args.requests} requests after {args.warmup} of warm-up; thousands"
     )
-    print(f"{packages}; git {machine.git_revision()}")
+    print(machine.in_process_facts())
     columns = ("stock", 9), ("asgi_bridge", 12), ("wsgi", 9), ("vs stock", 9), ("vs wsgi", 8)
     print(f"{'path':<18}" + "".join(f" {name:>{width}}" for name, width in columns))
     with tempfile.TemporaryDirectory(prefix="asgi_bridge_instructions_") as workdir:

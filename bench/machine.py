@@ -34,10 +34,12 @@ def installed_version(distribution: str) -> str:
         return "not installed"
 
 
-def handler_packages() -> str:
-    """The versions that decide what a handler does without a server, for the in-process tools."""
+def in_process_facts() -> str:
+    """The CPU, the versions that decide what a handler does without a server, and the
+    revision: the second header line of the in-process tools."""
     names = ("django", "asgiref", "asgi_bridge", "uvloop")
-    return ", ".join(f"{name} {installed_version(name)}" for name in names)
+    packages = ", ".join(f"{name} {installed_version(name)}" for name in names)
+    return f"{cpu_model()}; {packages}; git {git_revision()}"
 
 
 def cpu_model() -> str:
