@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from asgiref.sync import iscoroutinefunction
 from django.core.handlers.base import BaseHandler
 from django.utils.deprecation import MiddlewareMixin
 from django.utils.module_loading import import_string
+
+from .threads import from_request_thread
 
 # Hooks that Django's async chain wraps in sync_to_async when they are plain functions.
 _HOOKS = ("process_view", "process_exception", "process_template_response")
@@ -36,10 +39,22 @@ class SyncChainHandler(BaseHandler):
     """Django's sync middleware chain, built exactly as WSGIHandler builds it.
 
     ``get_response`` runs on the request's pooled thread: the middleware, a sync view and any
-    exception handling in one visit. An async view is run by Django's chain with
-    async_to_sync, which awaits it on the server's event loop while this thread waits.
+    exception handling in one visit. An async view is awaited on the server's event loop
+    while this thread waits, as Django's ``async_to_sync`` would do.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.load_middleware(is_async=False)
+
+    def make_view_atomic(self, view: Callable[..., Any]) -> Callable[..., Any]:
+        """The view as Django calls it; an async view is awaited on the loop from the thread.
+
+        Django would wrap an async view in ``async_to_sync`` next; this wraps it first, in
+        ``from_request_thread``, which does the same with less machinery (about 60 thousand
+        fewer instructions a request, ``bench/instructions.py``).
+        """
+        view = super().make_view_atomic(view)
+        if iscoroutinefunction(view):
+            return from_request_thread(view)
+        return view

@@ -1,4 +1,4 @@
-"""The round trip from the event loop to a request's thread and back, as ``sync_to_async`` makes it.
+"""The round trips between the event loop and a request's thread, as asgiref makes them.
 
 ``sync_to_async`` reaches a thread through ``loop.run_in_executor``: a ``concurrent.futures``
 future, an asyncio future chained to it, a shield around that, and callbacks between them. For
@@ -8,7 +8,11 @@ thread and back, asgiref ``Local`` data moved with it, ``async_to_sync`` inside 
 finding this loop, a cancel passed on to the coroutine that ``async_to_sync`` is running) and
 hands the result back with a single ``call_soon_threadsafe``.
 
-It uses ``asgiref.sync._restore_context``, which every asgiref release since 3.3 has had and
+``call_on_loop`` is the way back, for an async view that Django's sync middleware chain calls
+on the request's thread: what ``async_to_sync`` does, except that the waiting thread keeps
+running the request's jobs from the queue it already has, where the outcome arrives too.
+
+Both use ``asgiref.sync._restore_context``, which every asgiref release since 3.3 has had and
 which ``sync_to_async`` itself calls on both sides: it is what moves ``Local`` data between
 threads in asgiref 3.11 and later. Where it is missing, ``AVAILABLE`` is false and callers use
 ``sync_to_async``.
@@ -21,11 +25,11 @@ import contextlib
 import contextvars
 import os
 import sys
-from collections.abc import Callable
-from typing import Any, Generic, Protocol, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from asgiref import sync as asgiref_sync
-from asgiref.sync import SyncToAsync
+from asgiref.sync import AsyncToSync, SyncToAsync
 
 T = TypeVar("T")
 
@@ -162,3 +166,122 @@ async def call_on_thread(
     finally:
         # The function's changes to context variables are seen by the caller.
         _restore_context(trip.context)
+
+
+class Waiter(Protocol):
+    """The executor of a request's thread, which keeps running its jobs while it waits."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn`` on the thread."""
+
+    def run_jobs_until(self, marker: object) -> None:
+        """On the thread: run the jobs that arrive until ``wake(marker)``."""
+
+    def wake(self, marker: object) -> None:
+        """From the loop: end ``run_jobs_until(marker)``."""
+
+
+class LoopTrip(Generic[T]):
+    """One await of ``func`` on the loop for a thread, which learns the outcome from ``waiter``."""
+
+    __slots__ = (
+        "args",
+        "context",
+        "exc_info",
+        "func",
+        "kwargs",
+        "loop",
+        "outcome",
+        "task_context",
+        "waiter",
+    )
+
+    def __init__(
+        self,
+        waiter: Waiter,
+        loop: asyncio.AbstractEventLoop,
+        func: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        self.waiter = waiter
+        self.loop = loop
+        self.func = func
+        self.args = args
+        self.kwargs = kwargs
+        self.context = contextvars.copy_context()
+        self.exc_info = sys.exc_info()
+        # The hop that brought this thread here cancels what it finds in this list.
+        self.task_context: list[asyncio.Task[Any]] | None = getattr(
+            SyncToAsync.threadlocal, "task_context", None
+        )
+        self.outcome: tuple[bool, Any] = (False, None)
+
+    def start(self) -> None:
+        """On the loop, in the thread's context."""
+        task = self.loop.create_task(self.run())
+        task.add_done_callback(self.finished)
+
+    async def run(self) -> None:
+        # Moves asgiref Local data that came with the context over to the loop's thread.
+        assert _restore_context is not None
+        _restore_context(self.context)
+        task = asyncio.current_task()
+        if self.task_context is not None and task is not None:
+            self.task_context.append(task)
+        try:
+            if self.exc_info[1] is not None:
+                try:
+                    raise self.exc_info[1]
+                except BaseException:
+                    result = await self.func(*self.args, **self.kwargs)
+            else:
+                result = await self.func(*self.args, **self.kwargs)
+        except BaseException as error:
+            # A cancel ends up here too, and goes on to the thread, as with async_to_sync.
+            self.outcome = (False, error)
+        else:
+            self.outcome = (True, result)
+        finally:
+            if self.task_context is not None and task is not None:
+                self.task_context.remove(task)
+            self.context = contextvars.copy_context()
+
+    def finished(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            # Cancelled before its first step: run() never started.
+            self.outcome = (False, asyncio.CancelledError())
+        self.waiter.wake(self)
+
+
+def call_on_loop(
+    waiter: Waiter,
+    loop: asyncio.AbstractEventLoop,
+    func: Callable[..., Awaitable[T]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> T:
+    """``async_to_sync(func)(*args, **kwargs)`` from a request's thread, awaited on ``loop``.
+
+    As with ``async_to_sync``: thread-sensitive ``sync_to_async`` calls made by ``func`` run on
+    this thread meanwhile (through ``waiter``), the context is copied to the loop and back, and
+    a cancel of the hop that brought this thread here goes on to ``func``.
+    """
+    assert _restore_context is not None
+    executors = AsyncToSync.executors
+    outer = getattr(executors, "current", None)
+    executors.current = waiter
+    try:
+        trip: LoopTrip[T] = LoopTrip(waiter, loop, func, args, kwargs)
+        loop.call_soon_threadsafe(trip.start, context=trip.context)
+        waiter.run_jobs_until(trip)
+        _restore_context(trip.context)
+    finally:
+        executors.current = outer
+    ok, value = trip.outcome
+    if ok:
+        return cast(T, value)
+    try:
+        raise value
+    finally:
+        del value, trip

@@ -26,7 +26,13 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from queue import SimpleQueue
 from typing import Any, TypeVar, cast
 
-from asgiref.sync import AsyncToSync, SyncToAsync, ThreadSensitiveContext, sync_to_async
+from asgiref.sync import (
+    AsyncToSync,
+    SyncToAsync,
+    ThreadSensitiveContext,
+    async_to_sync,
+    sync_to_async,
+)
 
 from . import hop
 
@@ -58,6 +64,8 @@ class RequestExecutor(Executor):
         self._bound = False
         self._released = False
         self._give_back = False
+        # The ident of the thread running this request's jobs, while one does.
+        self._thread_ident: int | None = None
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         future: Future[T] = Future()
@@ -100,12 +108,40 @@ class RequestExecutor(Executor):
 
     def run_jobs(self) -> None:
         """On the lent thread: run this request's jobs until it is released."""
-        while (job := self._jobs.get()) is not _RELEASE:
+        self._thread_ident = threading.get_ident()
+        try:
+            while (job := self._jobs.get()) is not _RELEASE:
+                run_job(cast(Job, job))
+                # Drop the reference so a finished request's objects are not kept alive meanwhile.
+                del job
+                if self._give_back and self._unbind_if_idle():
+                    return
+        finally:
+            self._thread_ident = None
+
+    def runs_here(self) -> bool:
+        """Whether the calling code is one of this request's jobs, on its lent thread."""
+        return self._thread_ident == threading.get_ident()
+
+    def run_jobs_until(self, marker: object) -> None:
+        """From a job on the lent thread: run the jobs queued meanwhile until ``wake(marker)``.
+
+        The request's other sync calls, made by async code that this job waits for, run here
+        and not behind it, as they would on the thread waiting in ``async_to_sync``.
+        """
+        released = False
+        while (job := self._jobs.get()) is not marker:
+            if job is _RELEASE:
+                released = True  # Taken effect once the waiting job has returned.
+                continue
             run_job(cast(Job, job))
-            # Drop the reference so a finished request's objects are not kept alive meanwhile.
             del job
-            if self._give_back and self._unbind_if_idle():
-                return
+        if released:
+            self._jobs.put(_RELEASE)
+
+    def wake(self, marker: object) -> None:
+        """From any thread: end the ``run_jobs_until(marker)`` under way."""
+        self._jobs.put(marker)
 
     def _unbind_if_idle(self) -> bool:
         with self._lock:
@@ -312,6 +348,30 @@ def on_request_thread(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
         if hop.AVAILABLE and type(executor) is RequestExecutor:
             return await hop.call_on_thread(executor, func, args, kwargs)
         return await on_thread(*args, **kwargs)
+
+    return call
+
+
+def from_request_thread(func: Callable[..., Awaitable[T]]) -> Callable[..., T]:
+    """``async_to_sync(func)`` that, on a request's pooled thread, keeps serving that request.
+
+    The thread waits for ``func`` on the server's event loop in its own job queue, where the
+    request's thread-sensitive ``sync_to_async`` calls arrive too; ``async_to_sync`` would set
+    up a second queue, a lock and two futures for that. Anywhere else it is ``async_to_sync``.
+    """
+
+    def call(*args: Any, **kwargs: Any) -> T:
+        executor = request_executor.get()
+        if hop.AVAILABLE and type(executor) is RequestExecutor and executor.runs_here():
+            local = SyncToAsync.threadlocal
+            loop = getattr(local, "main_event_loop", None)
+            if (
+                loop is not None
+                and not loop.is_closed()
+                and getattr(local, "main_event_loop_pid", None) == os.getpid()
+            ):
+                return hop.call_on_loop(executor, loop, func, args, kwargs)
+        return async_to_sync(func)(*args, **kwargs)
 
     return call
 

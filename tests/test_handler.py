@@ -19,7 +19,7 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from django.test import SimpleTestCase, override_settings
 
-from asgi_bridge import ASGIHandler, get_asgi_application
+from asgi_bridge import ASGIHandler, get_asgi_application, hop
 from asgi_bridge import handler as handler_module
 from asgi_bridge.sending import SYNC_BYTES_AHEAD
 from asgi_bridge.threads import RequestThreadPool
@@ -626,7 +626,10 @@ class SyncChainThreadModelTests(ThreadModelTests):
         self.assertEqual(urls.observed["middleware_threads"], [urls.observed["view_thread"]] * 2)
 
     async def test_middleware_around_an_async_view_still_runs_off_the_loop(self) -> None:
-        await self.request(http_scope("/async/"))
+        with mock.patch.object(hop, "call_on_loop", wraps=hop.call_on_loop) as call_on_loop:
+            await self.request(http_scope("/async/"))
+        # The view was awaited from the request's thread without async_to_sync's machinery.
+        self.assertEqual(call_on_loop.call_count, 1)
         threads = urls.observed["middleware_threads"]
         self.assertEqual(len(set(threads)), 1)
         self.assertNotEqual(threads[0], threading.get_ident())

@@ -1,4 +1,7 @@
-"""call_on_thread: sync_to_async's round trip to a request's thread, without its machinery."""
+"""The round trips between the loop and a request's thread, without asgiref's machinery.
+
+call_on_thread does what sync_to_async does, from_request_thread what async_to_sync does.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +10,62 @@ import contextvars
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 from unittest import mock
 
 from asgiref.local import Local
 from asgiref.sync import async_to_sync, sync_to_async
 
 from asgi_bridge import hop
-from asgi_bridge.threads import RequestExecutor, on_request_thread, request_executor
+from asgi_bridge.threads import (
+    RequestExecutor,
+    from_request_thread,
+    on_request_thread,
+    request_executor,
+)
 
 from .test_threads import WAIT, PoolTestCase
 
 flavour: contextvars.ContextVar[str] = contextvars.ContextVar("flavour", default="plain")
 local = Local()
+
+
+async def cancel_inside_async_to_sync(
+    call: Any, then: str, converter: Any = async_to_sync
+) -> tuple[str, list[str]]:
+    """Cancel ``call`` while the function waits in ``converter`` (async_to_sync); ``then``
+    is what it does."""
+    inside = asyncio.Event()
+    outcome: list[str] = []
+
+    async def waits() -> str:
+        inside.set()
+        try:
+            await asyncio.sleep(WAIT)
+        except asyncio.CancelledError:
+            outcome.append("coroutine cancelled")
+            if then == "absorb":
+                return "absorbed"
+            raise
+        return "slept"
+
+    def bridge() -> str:
+        try:
+            return cast(str, converter(waits)())
+        except asyncio.CancelledError:
+            outcome.append("function saw the cancel")
+            if then == "reraise":
+                raise
+            return "function returned"
+
+    caller = asyncio.ensure_future(call(bridge))
+    await inside.wait()
+    caller.cancel()
+    try:
+        result = await caller
+    except asyncio.CancelledError:
+        result = "caller cancelled"
+    return result, outcome
 
 
 class CallOnThreadTests(PoolTestCase):
@@ -124,40 +170,6 @@ class CallOnThreadTests(PoolTestCase):
         await blocker
         self.assertEqual(await self.call(lambda: list(ran)), [])
 
-    async def cancel_inside_async_to_sync(self, call: Any, then: str) -> tuple[str, list[str]]:
-        """Cancel ``call`` while the function waits in async_to_sync; ``then`` is what it does."""
-        inside = asyncio.Event()
-        outcome: list[str] = []
-
-        async def waits() -> str:
-            inside.set()
-            try:
-                await asyncio.sleep(WAIT)
-            except asyncio.CancelledError:
-                outcome.append("coroutine cancelled")
-                if then == "absorb":
-                    return "absorbed"
-                raise
-            return "slept"
-
-        def bridge() -> str:
-            try:
-                return async_to_sync(waits)()
-            except asyncio.CancelledError:
-                outcome.append("function saw the cancel")
-                if then == "reraise":
-                    raise
-                return "function returned"
-
-        caller = asyncio.ensure_future(call(bridge))
-        await inside.wait()
-        caller.cancel()
-        try:
-            result = await caller
-        except asyncio.CancelledError:
-            result = "caller cancelled"
-        return result, outcome
-
     async def test_a_cancel_inside_async_to_sync_ends_as_with_sync_to_async(self) -> None:
         # asgiref passes the cancel on to the coroutine and then waits for the function.
         reference_executor = ThreadPoolExecutor(1)
@@ -173,8 +185,8 @@ class CallOnThreadTests(PoolTestCase):
         }
         for then, outcome in expected.items():
             with self.subTest(then=then):
-                self.assertEqual(await self.cancel_inside_async_to_sync(self.call, then), outcome)
-                self.assertEqual(await self.cancel_inside_async_to_sync(reference, then), outcome)
+                self.assertEqual(await cancel_inside_async_to_sync(self.call, then), outcome)
+                self.assertEqual(await cancel_inside_async_to_sync(reference, then), outcome)
 
     def test_a_closed_loop_does_not_trouble_the_thread(self) -> None:
         started, proceed = threading.Event(), threading.Event()
@@ -234,3 +246,134 @@ class OnRequestThreadTests(PoolTestCase):
         self.assertEqual(spy.call_count, 0)
         self.assertEqual(seen, "request")
         self.assertTrue(after.startswith("asgi_bridge-"))
+
+
+class FromRequestThreadTests(PoolTestCase):
+    """from_request_thread, on a request's pooled thread, against async_to_sync itself."""
+
+    def setUp(self) -> None:
+        self.pool = self.make_pool(1)
+        self.executor = self.pool.executor()
+        self.addCleanup(self.executor.release)
+        token = request_executor.set(self.executor)
+        self.addCleanup(request_executor.reset, token)
+        spy = mock.patch.object(hop, "call_on_loop", wraps=hop.call_on_loop)
+        self.call_on_loop = spy.start()
+        self.addCleanup(spy.stop)
+
+    async def call(self, func: Any, *args: Any) -> Any:
+        """Run the sync ``func`` on the request's thread, as the handler's hop does."""
+        return await hop.call_on_thread(self.executor, func, args, {})
+
+    async def both_ways(self, sync_func: Any) -> tuple[Any, Any]:
+        """``sync_func(converter)`` on the request's thread, with each converter; it must have
+        taken the short way once, and only with from_request_thread."""
+        reference = await self.call(sync_func, async_to_sync)
+        self.assertEqual(self.call_on_loop.call_count, 0)
+        result = await self.call(sync_func, from_request_thread)
+        self.assertEqual(self.call_on_loop.call_count, 1)
+        return result, reference
+
+    async def test_the_coroutine_runs_on_the_loop_and_returns_its_result(self) -> None:
+        async def where(a: int, *, b: int) -> tuple[int, int]:
+            return threading.get_ident(), a + b
+
+        result, reference = await self.both_ways(lambda convert: convert(where)(1, b=2))
+        self.assertEqual(result, (threading.get_ident(), 3))
+        self.assertEqual(result, reference)
+
+    async def test_its_thread_sensitive_sync_calls_run_on_the_waiting_thread(self) -> None:
+        async def calls_sync_code() -> int:
+            return await sync_to_async(threading.get_ident)()
+
+        def from_thread(convert: Any) -> tuple[int, int]:
+            return threading.get_ident(), convert(calls_sync_code)()
+
+        result, reference = await self.both_ways(from_thread)
+        self.assertEqual(result[0], result[1])
+        self.assertEqual(reference[0], reference[1])
+        self.assertNotEqual(result[1], threading.get_ident())
+
+    async def test_context_variables_and_locals_travel_there_and_back(self) -> None:
+        async def swap() -> tuple[str, str]:
+            seen = flavour.get(), local.prefix
+            flavour.set("from the loop")
+            local.prefix = "/loop/"
+            return seen
+
+        def from_thread(convert: Any) -> tuple[tuple[str, str], tuple[str, str]]:
+            flavour.set("from the thread")
+            local.prefix = "/thread/"
+            seen = convert(swap)()
+            return seen, (flavour.get(), local.prefix)
+
+        result, reference = await self.both_ways(from_thread)
+        self.assertEqual(result, (("from the thread", "/thread/"), ("from the loop", "/loop/")))
+        self.assertEqual(result, reference)
+
+    async def test_exceptions_and_the_one_being_handled_reach_the_same_places(self) -> None:
+        async def fail() -> None:
+            raise KeyError("missing")
+
+        async def handled() -> Any:
+            return sys.exc_info()[1]
+
+        def from_thread(convert: Any) -> tuple[str, Any]:
+            try:
+                convert(fail)()
+            except KeyError as error:
+                raised = str(error)
+            try:
+                raise ValueError("being handled")
+            except ValueError:
+                seen = convert(handled)()
+            return raised, type(seen)
+
+        reference = await self.call(from_thread, async_to_sync)
+        result = await self.call(from_thread, from_request_thread)
+        self.assertEqual(self.call_on_loop.call_count, 2)
+        self.assertEqual(result, ("'missing'", ValueError))
+        self.assertEqual(result, reference)
+
+    async def test_a_cancel_while_it_waits_ends_as_with_async_to_sync(self) -> None:
+        expected = {
+            "return": ("function returned", ["coroutine cancelled", "function saw the cancel"]),
+            "reraise": ("caller cancelled", ["coroutine cancelled", "function saw the cancel"]),
+            "absorb": ("absorbed", ["coroutine cancelled"]),
+        }
+        for then, outcome in expected.items():
+            with self.subTest(then=then):
+                calls = self.call_on_loop.call_count
+                self.assertEqual(
+                    await cancel_inside_async_to_sync(self.call, then, from_request_thread),
+                    outcome,
+                )
+                self.assertEqual(self.call_on_loop.call_count, calls + 1)
+
+    async def test_a_release_while_it_waits_takes_effect_when_the_thread_is_done(self) -> None:
+        inside, proceed = asyncio.Event(), asyncio.Event()
+
+        async def waits() -> str:
+            inside.set()
+            await proceed.wait()
+            return "done"
+
+        caller = asyncio.ensure_future(self.call(from_request_thread(waits)))
+        await inside.wait()
+        self.executor.release()
+        proceed.set()
+        self.assertEqual(await caller, "done")
+        for _ in range(500):
+            if self.pool.idle_count:
+                break
+            await asyncio.sleep(0.01)
+        self.assertEqual(self.pool.idle_count, 1)
+
+    async def test_elsewhere_it_is_async_to_sync(self) -> None:
+        async def where() -> int:
+            return threading.get_ident()
+
+        # A thread of asgiref's own, not the request's: async_to_sync finds the loop the same way.
+        on_other_thread = sync_to_async(from_request_thread(where), thread_sensitive=False)
+        self.assertEqual(await on_other_thread(), threading.get_ident())
+        self.assertEqual(self.call_on_loop.call_count, 0)
