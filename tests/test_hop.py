@@ -30,6 +30,15 @@ flavour: contextvars.ContextVar[str] = contextvars.ContextVar("flavour", default
 local = Local()
 
 
+# What the caller gets, and what the coroutine and the function saw, when the function (which
+# waits in async_to_sync) then returns, re-raises the cancel, or the coroutine absorbs it.
+CANCEL_OUTCOMES = {
+    "return": ("function returned", ["coroutine cancelled", "function saw the cancel"]),
+    "reraise": ("caller cancelled", ["coroutine cancelled", "function saw the cancel"]),
+    "absorb": ("absorbed", ["coroutine cancelled"]),
+}
+
+
 async def cancel_inside_async_to_sync(
     call: Any, then: str, converter: Any = async_to_sync
 ) -> tuple[str, list[str]]:
@@ -178,12 +187,7 @@ class CallOnThreadTests(PoolTestCase):
         def reference(func: Any) -> Any:
             return sync_to_async(func, thread_sensitive=False, executor=reference_executor)()
 
-        expected = {
-            "return": ("function returned", ["coroutine cancelled", "function saw the cancel"]),
-            "reraise": ("caller cancelled", ["coroutine cancelled", "function saw the cancel"]),
-            "absorb": ("absorbed", ["coroutine cancelled"]),
-        }
-        for then, outcome in expected.items():
+        for then, outcome in CANCEL_OUTCOMES.items():
             with self.subTest(then=then):
                 self.assertEqual(await cancel_inside_async_to_sync(self.call, then), outcome)
                 self.assertEqual(await cancel_inside_async_to_sync(reference, then), outcome)
@@ -336,12 +340,7 @@ class FromRequestThreadTests(PoolTestCase):
         self.assertEqual(result, reference)
 
     async def test_a_cancel_while_it_waits_ends_as_with_async_to_sync(self) -> None:
-        expected = {
-            "return": ("function returned", ["coroutine cancelled", "function saw the cancel"]),
-            "reraise": ("caller cancelled", ["coroutine cancelled", "function saw the cancel"]),
-            "absorb": ("absorbed", ["coroutine cancelled"]),
-        }
-        for then, outcome in expected.items():
+        for then, outcome in CANCEL_OUTCOMES.items():
             with self.subTest(then=then):
                 calls = self.call_on_loop.call_count
                 self.assertEqual(
