@@ -223,13 +223,14 @@ class LoopTrip(Generic[T]):
         task.add_done_callback(self.finished)
 
     async def run(self) -> None:
-        # Moves asgiref Local data that came with the context over to the loop's thread.
         assert _restore_context is not None
-        _restore_context(self.context)
         task = asyncio.current_task()
         if self.task_context is not None and task is not None:
             self.task_context.append(task)
         try:
+            # Moves asgiref Local data that came with the context over to the loop's thread;
+            # inside the try, so that whatever fails here reaches the thread as the outcome.
+            _restore_context(self.context)
             if self.exc_info[1] is not None:
                 try:
                     raise self.exc_info[1]

@@ -339,6 +339,35 @@ class FromRequestThreadTests(PoolTestCase):
         self.assertEqual(result, ("'missing'", ValueError))
         self.assertEqual(result, reference)
 
+    async def test_a_failure_before_the_coroutine_starts_reaches_the_thread(self) -> None:
+        loop_thread = threading.get_ident()
+        restore = hop._restore_context
+        # Armed by the thread just before it awaits the coroutine: only the loop's side of that
+        # trip fails, not the hop that brought the thread there.
+        armed = threading.Event()
+
+        def fails_on_the_loop(context: contextvars.Context) -> None:
+            if armed.is_set() and threading.get_ident() == loop_thread:
+                armed.clear()
+                raise LookupError("context refused")
+            assert restore is not None
+            restore(context)
+
+        async def never_awaited() -> None:
+            raise AssertionError("the coroutine must not run")
+
+        def from_thread() -> str:
+            armed.set()
+            try:
+                from_request_thread(never_awaited)()
+            except LookupError as error:
+                return str(error)
+            return "no error"
+
+        with mock.patch.object(hop, "_restore_context", fails_on_the_loop):
+            self.assertEqual(await self.call(from_thread), "context refused")
+        self.assertEqual(self.call_on_loop.call_count, 1)
+
     async def test_a_cancel_while_it_waits_ends_as_with_async_to_sync(self) -> None:
         for then, outcome in CANCEL_OUTCOMES.items():
             with self.subTest(then=then):
