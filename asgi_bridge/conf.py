@@ -34,6 +34,8 @@ class BridgeSettings:
     background_shutdown_timeout: float | None = DEFAULT_BACKGROUND_SHUTDOWN_TIMEOUT
     # The ASGI server that manage.py runserver serves the project on.
     runserver_server: str = RUNSERVER_SERVERS[0]
+    # Whether lifespan startup takes the objects alive then out of the garbage collector's way.
+    freeze_gc: bool = True
 
 
 def _optional_positive_int(key: str, value: Any) -> int | None:
@@ -75,6 +77,12 @@ def _runserver_server(key: str, value: Any) -> str:
     return value
 
 
+def _bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ImproperlyConfigured(f"{SETTING_NAME}[{key!r}] must be True or False, not {value!r}.")
+    return value
+
+
 def _positive_int(key: str, value: Any, expected: str = "a positive integer") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ImproperlyConfigured(f"{SETTING_NAME}[{key!r}] must be {expected}, not {value!r}.")
@@ -89,6 +97,7 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "LIFESPAN": ("lifespan", _dotted_paths),
     "BACKGROUND_SHUTDOWN_TIMEOUT": ("background_shutdown_timeout", _optional_positive_seconds),
     "RUNSERVER_SERVER": ("runserver_server", _runserver_server),
+    "FREEZE_GC": ("freeze_gc", _bool),
 }
 
 

@@ -21,12 +21,17 @@ from django.utils.module_loading import import_string
 
 from . import signals
 from .conf import bridge_settings
+from .garbage import freeze_startup_objects
 from .types import Receive, Scope, Send
 
 if TYPE_CHECKING:
     from .handler import ASGIHandler
 
 logger = logging.getLogger("asgi_bridge")
+
+# The scope extension asgi_bridge.testing's client advertises: a test process, whose objects
+# are not frozen out of the garbage collector at startup.
+TEST_CLIENT_EXTENSION = "asgi_bridge.testing"
 
 Hook = Callable[..., AbstractAsyncContextManager[Mapping[str, Any] | None]]
 
@@ -127,6 +132,13 @@ class Lifespan:
                 logger.debug("No lifespan.startup from the server: running startup hooks now")
                 await self.startup({})
 
+    async def serve_startup(self, scope: Scope, state: dict[str, Any]) -> None:
+        """Start for a server; then, before it sends requests, freeze what startup left alive."""
+        await self.startup(state)
+        extensions = scope.get("extensions") or {}
+        if bridge_settings().freeze_gc and TEST_CLIENT_EXTENSION not in extensions:
+            freeze_startup_objects()
+
     async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer the server's lifespan events until shutdown."""
         state = scope.get("state")
@@ -136,7 +148,8 @@ class Lifespan:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                if not await self.answer("startup", partial(self.startup, state), send):
+                startup = partial(self.serve_startup, scope, state)
+                if not await self.answer("startup", startup, send):
                     return
             elif message["type"] == "lifespan.shutdown":
                 await self.answer("shutdown", self.shutdown, send)

@@ -32,6 +32,7 @@ from django.test.client import (
 from django.utils.encoding import force_bytes
 from django.utils.http import parse_header_parameters, parse_http_date_safe, urlencode
 
+from .lifespan import TEST_CLIENT_EXTENSION
 from .types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
@@ -550,7 +551,12 @@ class Lifespan:
         self._progress.set()
 
     async def startup(self) -> None:
-        scope: Scope = {"type": "lifespan", "asgi": dict(LIFESPAN_ASGI), "state": self.state}
+        scope: Scope = {
+            "type": "lifespan",
+            "asgi": dict(LIFESPAN_ASGI),
+            "state": self.state,
+            "extensions": {TEST_CLIENT_EXTENSION: {}},
+        }
         self._task = start_task(self.app, scope, self.receive, self.send, self._progress)
         try:
             await self.ask("startup")

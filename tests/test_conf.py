@@ -49,6 +49,18 @@ class ParseSettingsTests(SimpleTestCase):
             ):
                 parse_settings({"BODY_RECEIVE_TIMEOUT": value})
 
+    def test_freeze_gc(self) -> None:
+        self.assertIs(parse_settings({}).freeze_gc, True)
+        self.assertIs(parse_settings({"FREEZE_GC": False}).freeze_gc, False)
+        for value in (0, 1, "False", None):
+            with (
+                self.subTest(value=value),
+                self.assertRaisesMessage(
+                    ImproperlyConfigured, "ASGI_BRIDGE['FREEZE_GC'] must be True or False"
+                ),
+            ):
+                parse_settings({"FREEZE_GC": value})
+
     def test_lifespan_paths(self) -> None:
         self.assertEqual(parse_settings({}).lifespan, ())
         self.assertEqual(

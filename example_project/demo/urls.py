@@ -31,6 +31,7 @@ urlpatterns = [
     path("boom/", views.boom, name="boom"),
     path("probe/events/", views.probe_events, name="probe_events"),
     path("probe/thread/", views.probe_thread, name="probe_thread"),
+    path("probe/gc/", views.probe_gc, name="probe_gc"),
     path("probe/slow/", views.probe_slow, name="probe_slow"),
     path("probe/slow-async/", views.probe_slow_async, name="probe_slow_async"),
 ]

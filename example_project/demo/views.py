@@ -7,6 +7,7 @@ kinds of iterator, and clean up after both when a client goes away.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import itertools
 import math
@@ -299,6 +300,13 @@ def probe_events(request: HttpRequest) -> JsonResponse:
 def probe_thread(request: HttpRequest) -> JsonResponse:
     """Where this sync view and its request's signals run (the end-to-end tests check it)."""
     return JsonResponse(view_thread_report(request.GET.get("token", "")))
+
+
+@require_safe
+def probe_gc(request: HttpRequest) -> JsonResponse:
+    """How many objects lifespan startup froze out of the garbage collector (ASGI_BRIDGE's
+    FREEZE_GC): some on a server with lifespan, none on one without."""
+    return JsonResponse({"frozen_objects": gc.get_freeze_count()})
 
 
 def probe_slow(request: HttpRequest) -> JsonResponse:

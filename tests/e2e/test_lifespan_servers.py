@@ -88,6 +88,8 @@ def test_lifespan_state_and_work_finishing_before_graceful_shutdown(
         # The hook ran in the worker process that serves requests.
         serving_pid = state["process"]["pid"]
         assert lifespan_server.lines() == [f"startup {serving_pid}"]
+        # Startup froze what was alive then out of the garbage collector (FREEZE_GC's default).
+        assert client.get("/probe/gc/").json()["frozen_objects"] > 10_000, server.describe()
 
         token = uuid.uuid4().hex
         release = tmp_path / "release"
@@ -125,6 +127,9 @@ def test_without_lifespan_startup_runs_once_before_the_first_request(
     assert first["keys"] == ["process"], server.describe()
     assert first["process"] == second["process"]
     assert lifespan_server.lines() == [f"startup {first['process']['pid']}"]
+    # Nothing says when startup ends, so nothing is frozen.
+    with httpx.Client(base_url=server.base_url, timeout=30.0) as client:
+        assert client.get("/probe/gc/").json() == {"frozen_objects": 0}
     server.stop()
     # daphne never tells the application it is stopping: the shutdown half does not run.
     assert lifespan_server.lines() == [f"startup {first['process']['pid']}"]
