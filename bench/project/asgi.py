@@ -20,3 +20,8 @@ else:
     raise ImproperlyConfigured(f"BENCH_HANDLER must be 'stock' or 'bridge', not {HANDLER!r}.")
 
 application = get_asgi_application()
+
+# bench/collector.py counts garbage collections through this; nothing happens without it.
+from benchsite.gcstats import install_from_environment  # noqa: E402
+
+install_from_environment()

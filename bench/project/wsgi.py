@@ -10,3 +10,8 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchsite.settings")
 
 application = get_wsgi_application()
+
+# bench/collector.py counts garbage collections through this; nothing happens without it.
+from benchsite.gcstats import install_from_environment  # noqa: E402
+
+install_from_environment()

@@ -87,7 +87,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": "WARNING"},
 }
 
-# asgi_bridge's settings; BENCH_THREADS sizes its thread pool (the default otherwise).
+# asgi_bridge's settings; BENCH_THREADS sizes its thread pool, and BENCH_FREEZE_GC=0 turns
+# FREEZE_GC off to measure what it buys (the defaults otherwise).
 ASGI_BRIDGE: dict[str, object] = {}
 if os.environ.get("BENCH_THREADS"):
     ASGI_BRIDGE["THREADS"] = int(os.environ["BENCH_THREADS"])
+if os.environ.get("BENCH_FREEZE_GC") == "0":
+    ASGI_BRIDGE["FREEZE_GC"] = False
