@@ -11,7 +11,8 @@ in the VM's speed hits them alike; cells are medians over the rounds.
     .venv/bin/python bench/collector.py [--endpoints sync_hello,orm] [--rounds 8]
                                         [--duration 3] [--contenders stock,bridge,...]
 
-Contenders: stock, bridge, bridge_nofreeze (FREEZE_GC off) on uvicorn; wsgi on gunicorn.
+Contenders: stock, bridge, bridge_nofreeze (FREEZE_GC off) on uvicorn, the same three with a
+granian_ prefix on granian; wsgi on gunicorn.
 Nothing here asserts.
 """
 
@@ -40,6 +41,9 @@ CONTENDERS: dict[str, tuple[servers.ServerSpec, str, dict[str, str]]] = {
     "bridge": (servers.SERVERS["uvicorn"], "bridge", {}),
     "bridge_nofreeze": (servers.SERVERS["uvicorn"], "bridge", {"BENCH_FREEZE_GC": "0"}),
     "wsgi": (servers.WSGI_SERVER, servers.WSGI_HANDLER, {}),
+    "granian_stock": (servers.SERVERS["granian"], "stock", {}),
+    "granian_bridge": (servers.SERVERS["granian"], "bridge", {}),
+    "granian_bridge_nofreeze": (servers.SERVERS["granian"], "bridge", {"BENCH_FREEZE_GC": "0"}),
 }
 
 
@@ -108,12 +112,12 @@ def print_table(endpoint: throughput.Endpoint, samples: dict[str, list[dict[str,
     ]  # fmt: skip
     bursts = len(next(iter(samples.values())))
     print(f"\n{endpoint.label} ({endpoint.path}); per request, medians of {bursts} bursts")
-    print(f"{'contender':<16}" + "".join(f"{title:>11}" for title, _ in columns) + f"{'frozen':>9}")
+    print(f"{'contender':<24}" + "".join(f"{title:>11}" for title, _ in columns) + f"{'frozen':>9}")
     for name, rows in samples.items():
         cells = "".join(
             f"{statistics.median(row[key] for row in rows):>11.1f}" for _, key in columns
         )
-        print(f"{name:<16}{cells}{rows[-1]['frozen']:>9}")
+        print(f"{name:<24}{cells}{rows[-1]['frozen']:>9}")
 
 
 def main(argv: list[str]) -> int:
