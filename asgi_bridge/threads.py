@@ -196,23 +196,53 @@ class PooledThread:
             self._pool.thread_exited(self)
 
 
+def default_busy_limit() -> int:
+    """How many threads requests keep busy while the busy ones keep coming back: the cores and
+    four more, as ``ThreadPoolExecutor`` sizes itself."""
+    return (os.cpu_count() or 1) + 4
+
+
+# How long requests wait for a thread with none coming back before the pool lends past its
+# busy limit: the busy threads are then waiting (on I/O, a lock, a slow client), not computing.
+STARVED_AFTER = 0.02
+
+
 class RequestThreadPool:
     """At most ``max_threads`` threads, started on demand and kept for the life of the process.
+
+    Up to ``busy_limit`` of them are lent at once while lent threads keep coming back; past it
+    a request waits for one. Sync code holds the GIL, so more threads add no work done, only
+    GIL hand-offs and requests in flight. When requests have waited ``starved_after`` seconds
+    and no thread came back meanwhile, every waiting request gets a thread, up to
+    ``max_threads``: the lent ones are waiting on I/O.
 
     ``on_thread_exit`` runs on each thread as it exits at shutdown (asgi_bridge closes the
     thread's database connections there).
     """
 
-    def __init__(self, max_threads: int, on_thread_exit: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        max_threads: int,
+        on_thread_exit: Callable[[], None] | None = None,
+        *,
+        busy_limit: int | None = None,
+        starved_after: float = STARVED_AFTER,
+    ) -> None:
         if max_threads < 1:
             raise ValueError("max_threads must be at least 1")
         self.max_threads = max_threads
+        self.busy_limit = min(max_threads, busy_limit or default_busy_limit())
+        self.starved_after = starved_after
         self._on_thread_exit = on_thread_exit
         self._lock = threading.Lock()
         self._idle: list[PooledThread] = []
         self._waiting: deque[RequestExecutor] = deque()
         self._threads: set[PooledThread] = set()
         self._closed = False
+        self._busy = 0
+        # When a thread last came back, or the pool last lent past its busy limit.
+        self._progress = time.monotonic()
+        self._watch: threading.Condition | None = None
 
     def executor(self) -> RequestExecutor:
         """A new request's executor; it takes a thread only when it is first given work."""
@@ -226,29 +256,76 @@ class RequestThreadPool:
     def idle_count(self) -> int:
         return len(self._idle)
 
+    @property
+    def busy_count(self) -> int:
+        return self._busy
+
     def lend_thread(self, executor: RequestExecutor) -> None:
         with self._lock:
-            if self._idle:
-                # The most recently used thread first: its caches and connections are warm.
-                worker = self._idle.pop()
-            elif len(self._threads) < self.max_threads and not self._closed:
-                worker = PooledThread(self)
-                self._threads.add(worker)
-                worker.thread.start()
-            else:
+            worker = self._free_thread() if self._busy < self.busy_limit else None
+            if worker is None:
+                if not self._waiting:
+                    # The wait is measured from now, not from a quiet spell before it.
+                    self._progress = time.monotonic()
                 self._waiting.append(executor)
+                self._watch_waiting()
                 return
         worker.hand(executor)
+
+    def _free_thread(self) -> PooledThread | None:
+        """An idle or new thread, counted busy; None at ``max_threads``. Holds the lock."""
+        if self._idle:
+            # The most recently used thread first: its caches and connections are warm.
+            worker = self._idle.pop()
+        elif len(self._threads) < self.max_threads and not self._closed:
+            worker = PooledThread(self)
+            self._threads.add(worker)
+            worker.thread.start()
+        else:
+            return None
+        self._busy += 1
+        return worker
 
     def take_back(self, worker: PooledThread) -> None:
         """Called by a thread whose request ended: serve the next waiting request, or idle."""
         with self._lock:
+            self._progress = time.monotonic()
             if self._waiting:
                 worker.hand(self._waiting.popleft())
-            elif self._closed:
+                return
+            self._busy -= 1
+            if self._closed:
                 worker.hand(_EXIT)
             else:
                 self._idle.append(worker)
+
+    def _watch_waiting(self) -> None:
+        """Make sure a watcher looks after the waiting requests. Holds the lock."""
+        if self._watch is None:
+            self._watch = threading.Condition(self._lock)
+            threading.Thread(
+                target=self._relieve_starvation, name="asgi_bridge-pool-watch", daemon=True
+            ).start()
+        else:
+            self._watch.notify()
+
+    def _relieve_starvation(self) -> None:
+        """While requests wait: if no thread came back for ``starved_after``, lend past the
+        busy limit, one thread per waiting request, up to ``max_threads``."""
+        watch = self._watch
+        assert watch is not None
+        with self._lock:
+            while not self._closed:
+                if not self._waiting:
+                    watch.wait()
+                    continue
+                quiet = time.monotonic() - self._progress
+                if quiet < self.starved_after:
+                    watch.wait(self.starved_after - quiet)
+                    continue
+                self._progress = time.monotonic()
+                while self._waiting and (worker := self._free_thread()):
+                    worker.hand(self._waiting.popleft())
 
     def thread_exited(self, worker: PooledThread) -> None:
         try:
@@ -266,6 +343,8 @@ class RequestThreadPool:
             self._closed = True
             idle, self._idle = self._idle, []
             threads = list(self._threads)
+            if self._watch is not None:
+                self._watch.notify()
         for worker in idle:
             worker.hand(_EXIT)
         deadline = time.monotonic() + timeout

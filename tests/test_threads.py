@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import threading
@@ -247,6 +248,90 @@ class RequestThreadPoolTests(PoolTestCase):
     def test_size_must_be_positive(self) -> None:
         with self.assertRaises(ValueError):
             RequestThreadPool(0)
+
+
+class BusyLimitTests(PoolTestCase):
+    """Past ``busy_limit`` lent threads, requests wait while lent threads keep coming back, and
+    get threads of their own, up to ``max_threads``, once none has come back for a while."""
+
+    def limited_pool(self, size: int, busy_limit: int, starved_after: float) -> RequestThreadPool:
+        pool = RequestThreadPool(size, busy_limit=busy_limit, starved_after=starved_after)
+        self.addCleanup(pool.shutdown)
+        return pool
+
+    def blocked_requests(
+        self, pool: RequestThreadPool, count: int, gate: threading.Event
+    ) -> tuple[list[RequestExecutor], list[Future[threading.Thread]], list[threading.Thread]]:
+        started: list[threading.Thread] = []
+
+        def hold() -> threading.Thread:
+            started.append(threading.current_thread())
+            gate.wait(WAIT)
+            return threading.current_thread()
+
+        executors = [pool.executor() for _ in range(count)]
+        futures = [executor.submit(hold) for executor in executors]
+        for executor in executors:
+            executor.release()
+        return executors, futures, started
+
+    def test_requests_wait_while_lent_threads_come_back(self) -> None:
+        pool = self.limited_pool(8, busy_limit=2, starved_after=60)
+        gate = threading.Event()
+        _, futures, started = self.blocked_requests(pool, 5, gate)
+        wait_until(lambda: len(started) == 2)
+        time.sleep(0.05)  # room for a wrong third start to show
+        self.assertEqual((len(started), pool.busy_count, pool.thread_count), (2, 2, 2))
+        gate.set()
+        threads = {future.result(WAIT) for future in futures}
+        # The two threads served all five requests in turn.
+        self.assertEqual(len(threads), 2)
+        wait_until(lambda: pool.busy_count == 0)
+        self.assertEqual(pool.thread_count, 2)
+
+    def test_waiting_requests_get_threads_once_none_come_back(self) -> None:
+        pool = self.limited_pool(8, busy_limit=2, starved_after=0.05)
+        # Five requests that can only finish together, as views waiting on one another would.
+        barrier = threading.Barrier(5, timeout=WAIT)
+        executors = [pool.executor() for _ in range(5)]
+        futures = [
+            executor.submit(lambda: barrier.wait() is not None and current_thread())
+            for executor in executors
+        ]
+        threads = {future.result(WAIT) for future in futures}
+        for executor in executors:
+            executor.release()
+        self.assertEqual(len(threads), 5)
+        self.assertEqual(pool.thread_count, 5)
+
+    def test_never_past_max_threads(self) -> None:
+        pool = self.limited_pool(3, busy_limit=1, starved_after=0.01)
+        gate = threading.Event()
+        _, futures, started = self.blocked_requests(pool, 5, gate)
+        wait_until(lambda: len(started) == 3)
+        time.sleep(0.05)
+        self.assertEqual((len(started), pool.thread_count), (3, 3))
+        gate.set()
+        for future in futures:
+            future.result(WAIT)
+        self.assertEqual(pool.thread_count, 3)
+
+    def test_a_burst_after_a_quiet_spell_is_not_starvation(self) -> None:
+        pool = self.limited_pool(8, busy_limit=2, starved_after=60)
+        # As if no thread had come back for a long time: the pool was idle.
+        pool._progress -= 3600
+        gate = threading.Event()
+        _, futures, started = self.blocked_requests(pool, 4, gate)
+        wait_until(lambda: len(started) == 2)
+        time.sleep(0.05)
+        self.assertEqual(pool.busy_count, 2)
+        gate.set()
+        for future in futures:
+            future.result(WAIT)
+
+    def test_the_default_busy_limit_is_the_cores_and_four_more(self) -> None:
+        self.assertEqual(RequestThreadPool(64).busy_limit, (os.cpu_count() or 1) + 4)
+        self.assertEqual(RequestThreadPool(2).busy_limit, 2)
 
 
 class ExecutorContextTests(PoolTestCase):
