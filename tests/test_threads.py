@@ -44,6 +44,20 @@ class PoolTestCase(SimpleTestCase):
         self.addCleanup(pool.shutdown)
         return pool
 
+    def threads_meeting(self, pool: RequestThreadPool, count: int) -> set[threading.Thread]:
+        """The threads of ``count`` requests that can only finish together, each waiting for
+        all the others; the requests are over when this returns."""
+        barrier = threading.Barrier(count, timeout=WAIT)
+        executors = [pool.executor() for _ in range(count)]
+        futures = [
+            executor.submit(lambda: barrier.wait() is not None and current_thread())
+            for executor in executors
+        ]
+        threads = {future.result(WAIT) for future in futures}
+        for executor in executors:
+            executor.release()
+        return threads
+
 
 class RequestExecutorTests(PoolTestCase):
     def test_jobs_of_one_request_run_in_order_on_one_thread(self) -> None:
@@ -232,15 +246,7 @@ class RequestThreadPoolTests(PoolTestCase):
     def test_shutdown_runs_the_exit_hook_on_each_thread(self) -> None:
         exits: list[threading.Thread] = []
         pool = RequestThreadPool(2, lambda: exits.append(threading.current_thread()))
-        barrier = threading.Barrier(2, timeout=WAIT)
-        executors = [pool.executor(), pool.executor()]
-        threads = [
-            executor.submit(lambda: barrier.wait() is not None and current_thread())
-            for executor in executors
-        ]
-        lent = {future.result(WAIT) for future in threads}
-        for executor in executors:
-            executor.release()
+        lent = self.threads_meeting(pool, 2)
         pool.shutdown(timeout=WAIT)
         self.assertEqual(set(exits), lent)
         self.assertEqual(pool.thread_count, 0)
@@ -291,16 +297,8 @@ class BusyLimitTests(PoolTestCase):
 
     def test_waiting_requests_get_threads_once_none_come_back(self) -> None:
         pool = self.limited_pool(8, busy_limit=2, starved_after=0.05)
-        # Five requests that can only finish together, as views waiting on one another would.
-        barrier = threading.Barrier(5, timeout=WAIT)
-        executors = [pool.executor() for _ in range(5)]
-        futures = [
-            executor.submit(lambda: barrier.wait() is not None and current_thread())
-            for executor in executors
-        ]
-        threads = {future.result(WAIT) for future in futures}
-        for executor in executors:
-            executor.release()
+        # As views waiting on one another would: more than the busy limit must run at once.
+        threads = self.threads_meeting(pool, 5)
         self.assertEqual(len(threads), 5)
         self.assertEqual(pool.thread_count, 5)
 
