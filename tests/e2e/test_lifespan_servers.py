@@ -127,9 +127,10 @@ def test_without_lifespan_startup_runs_once_before_the_first_request(
     assert first["keys"] == ["process"], server.describe()
     assert first["process"] == second["process"]
     assert lifespan_server.lines() == [f"startup {first['process']['pid']}"]
-    # Nothing says when startup ends, so nothing is frozen.
+    # Nothing says when startup ends, so nothing is frozen (but what the interpreter freezes
+    # by itself: 375 objects on Python 3.12, none on 3.11).
     with httpx.Client(base_url=server.base_url, timeout=30.0) as client:
-        assert client.get("/probe/gc/").json() == {"frozen_objects": 0}
+        assert client.get("/probe/gc/").json()["frozen_objects"] < 1_000, server.describe()
     server.stop()
     # daphne never tells the application it is stopping: the shutdown half does not run.
     assert lifespan_server.lines() == [f"startup {first['process']['pid']}"]
