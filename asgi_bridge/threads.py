@@ -239,7 +239,6 @@ class RequestThreadPool:
         self._waiting: deque[RequestExecutor] = deque()
         self._threads: set[PooledThread] = set()
         self._closed = False
-        self._busy = 0
         # When a thread last came back, or the pool last lent past its busy limit.
         self._progress = time.monotonic()
         self._watch: threading.Condition | None = None
@@ -258,11 +257,12 @@ class RequestThreadPool:
 
     @property
     def busy_count(self) -> int:
-        return self._busy
+        """Threads lent to a request: every thread not idle."""
+        return len(self._threads) - len(self._idle)
 
     def lend_thread(self, executor: RequestExecutor) -> None:
         with self._lock:
-            worker = self._free_thread() if self._busy < self.busy_limit else None
+            worker = self._free_thread() if self.busy_count < self.busy_limit else None
             if worker is None:
                 if not self._waiting:
                     # The wait is measured from now, not from a quiet spell before it.
@@ -273,7 +273,7 @@ class RequestThreadPool:
         worker.hand(executor)
 
     def _free_thread(self) -> PooledThread | None:
-        """An idle or new thread, counted busy; None at ``max_threads``. Holds the lock."""
+        """An idle or new thread, to lend; None at ``max_threads``. Holds the lock."""
         if self._idle:
             # The most recently used thread first: its caches and connections are warm.
             worker = self._idle.pop()
@@ -283,7 +283,6 @@ class RequestThreadPool:
             worker.thread.start()
         else:
             return None
-        self._busy += 1
         return worker
 
     def take_back(self, worker: PooledThread) -> None:
@@ -292,9 +291,7 @@ class RequestThreadPool:
             self._progress = time.monotonic()
             if self._waiting:
                 worker.hand(self._waiting.popleft())
-                return
-            self._busy -= 1
-            if self._closed:
+            elif self._closed:
                 worker.hand(_EXIT)
             else:
                 self._idle.append(worker)
