@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import random
 import re
 import shutil
@@ -22,6 +23,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -446,6 +448,26 @@ class HTTPScenarios:
             threads.append(report["thread"])
         # One after another, requests reuse threads instead of getting one each.
         assert len(set(threads)) < len(threads), threads
+
+    def test_sync_views_waiting_on_io_get_threads_past_the_busy_limit(
+        self, server: RunningServer
+    ) -> None:
+        # The pool lends at most the cores plus four threads while lent ones come back; these
+        # views sleep, so none comes back, and every waiting request must get a thread too.
+        count = 2 * ((os.cpu_count() or 1) + 4)
+        url = f"{server.base_url}/probe/slow/"
+
+        def slow_request(index: int) -> str:
+            params = {"token": new_token(), "seconds": "2"}
+            response = httpx.get(url, params=params, timeout=30.0)
+            assert response.status_code == 200, response.text
+            return str(response.json()["thread"])
+
+        with ThreadPoolExecutor(max_workers=count) as clients:
+            threads = list(clients.map(slow_request, range(count)))
+        assert all(name.startswith("asgi_bridge-") for name in threads), threads
+        # All ran at once, each on a thread of its own, rather than in turns on the first ones.
+        assert len(set(threads)) == count, threads
 
     def test_sync_view_outlives_a_client_who_leaves(
         self, server: RunningServer, client: httpx.Client
