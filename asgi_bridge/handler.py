@@ -23,7 +23,7 @@ from django.http.response import HttpResponseBase
 from django.urls import set_script_prefix
 
 from .background import BackgroundWork, RequestWork, pending_work
-from .chain import SyncChainHandler, middleware_hops_in_async_mode
+from .chain import PendingView, SyncChainHandler, middleware_hops_in_async_mode
 from .conf import bridge_settings
 from .exceptions import RequestBodyTimeout, RequestBodyTooLarge
 from .lifespan import Lifespan
@@ -42,11 +42,11 @@ from .threads import (
     RequestThreadPool,
     caller_thread_executor,
     executor_context,
-    give_back_request_thread,
     on_request_thread,
     request_executor,
     request_thread_context,
     request_threads,
+    sync_calls_on_request_thread,
 )
 from .types import Message, Receive, Scope, Send
 
@@ -125,10 +125,12 @@ def raise_unexpected_error(task: asyncio.Task[Any]) -> None:
 class RequestCycle:
     """What one request has produced so far; filled on whichever thread produces it."""
 
-    __slots__ = ("closed", "response")
+    __slots__ = ("closed", "pending", "response")
 
     def __init__(self) -> None:
         self.response: HttpResponseBase | None = None
+        # An async view the sync chain stopped at, to be awaited on the loop.
+        self.pending: PendingView | None = None
         self.closed = False
 
     def close(self, handler_class: type) -> None:
@@ -136,20 +138,21 @@ class RequestCycle:
         if self.closed:
             return
         self.closed = True
+        if self.pending is not None:
+            self.pending.abandon()
+            self.pending = None
         if self.response is None:
             signals.request_finished.send(sender=handler_class)
         else:
             self.response.close()
 
 
-def close_and_give_back(cycle: RequestCycle, handler_class: type) -> None:
-    """The request's last sync work: close it, and let its thread go back as soon as it returns."""
+def close_cycle(cycle: RequestCycle, handler_class: type) -> None:
     cycle.close(handler_class)
-    give_back_request_thread()
 
 
 # On the request's thread, after whatever still runs there.
-close_in_thread = on_request_thread(close_and_give_back)
+close_in_thread = on_request_thread(close_cycle)
 
 
 class ASGIHandler(django_asgi.ASGIHandler):
@@ -164,12 +167,16 @@ class ASGIHandler(django_asgi.ASGIHandler):
     def __init__(self) -> None:
         # Validates ASGI_BRIDGE at startup, so a typo fails loudly before the first request.
         bridge_settings()
-        super().__init__()
         self.sync_handler = self.load_sync_chain()
+        if self.sync_handler is None:
+            # Django's async chain. Not built beside the sync chain, which would instantiate
+            # every middleware twice.
+            super().__init__()
         # Imports the LIFESPAN hooks now, so that a wrong dotted path fails at startup.
         _ = self.lifespan
         # Built once: making a sync_to_async wrapper costs more than a request's own work.
         self._respond_in_thread = on_request_thread(self.respond_in_thread)
+        self._resume_in_thread = on_request_thread(self.resume_in_thread)
 
     def load_sync_chain(self) -> SyncChainHandler | None:
         """Django's sync middleware chain, if it serves requests with fewer thread hops.
@@ -270,6 +277,9 @@ class ASGIHandler(django_asgi.ASGIHandler):
         if self.visits_thread_once():
             # One visit to the request's thread: signal, request, middleware and sync view.
             await self._respond_in_thread(scope, body_file, cycle)
+            if cycle.pending is not None:
+                # An async view: awaited here, then the chain's second half in a second visit.
+                await self.await_view(cycle)
             channel.finish_on_thread = partial(self.close_on_thread, cycle)
         else:
             await signals.request_started.asend(sender=self.__class__, scope=scope)
@@ -294,6 +304,31 @@ class ASGIHandler(django_asgi.ASGIHandler):
             response = cast(HttpResponseBase, error_response)
         else:
             response = self.sync_handler.get_response(request)
+            if type(response) is PendingView:
+                cycle.pending = response
+                return
+        self.conclude_in_thread(cycle, response)
+
+    async def await_view(self, cycle: RequestCycle) -> None:
+        """Await the async view the chain stopped at, holding no thread, then resume the chain."""
+        pending = cycle.pending
+        assert pending is not None
+        try:
+            with sync_calls_on_request_thread():
+                result = await pending.view
+        except Exception as error:
+            await self._resume_in_thread(cycle, None, error)
+        else:
+            await self._resume_in_thread(cycle, result, None)
+
+    def resume_in_thread(self, cycle: RequestCycle, result: Any, error: Exception | None) -> None:
+        """The chain's second half after an async view, on the request's thread."""
+        pending = cycle.pending
+        assert pending is not None
+        cycle.pending = None
+        self.conclude_in_thread(cycle, pending.resume(result, error))
+
+    def conclude_in_thread(self, cycle: RequestCycle, response: HttpResponseBase) -> None:
         cycle.response = response = self.prepare_response(response)
         if not response.streaming:
             # The body is in memory, so nothing is left to do on this thread: closing now
@@ -302,7 +337,7 @@ class ASGIHandler(django_asgi.ASGIHandler):
 
     def close_on_thread(self, cycle: RequestCycle) -> None:
         """End the request on its thread, whose sync work is then over."""
-        close_and_give_back(cycle, self.__class__)
+        cycle.close(self.__class__)
 
     def visits_thread_once(self) -> bool:
         """Whether a request's sync code runs in one visit to its thread (respond_in_thread)."""
@@ -345,9 +380,22 @@ class ASGIHandler(django_asgi.ASGIHandler):
         """Get the response: through the sync chain on the request's thread, or async."""
         if self.sync_handler is not None:
             response = await sync_to_async(self.sync_handler.get_response)(request)
+            if type(response) is PendingView:
+                response = await self.complete_pending_view(response)
         else:
             response = await self.get_response_async(request)
         return self.prepare_response(response)
+
+    async def complete_pending_view(self, pending: PendingView) -> HttpResponseBase:
+        """Await the async view the chain stopped at, then resume the chain on the thread."""
+        try:
+            result = await pending.view
+        except Exception as error:
+            return await sync_to_async(pending.resume)(None, error)
+        except BaseException:
+            await sync_to_async(pending.abandon)()
+            raise
+        return await sync_to_async(pending.resume)(result, None)
 
     def prepare_response(self, response: HttpResponseBase) -> HttpResponseBase:
         """Mark a response as this handler's, as Django does, and size its file reads."""

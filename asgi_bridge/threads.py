@@ -20,9 +20,9 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from contextlib import AbstractAsyncContextManager, nullcontext
+from contextlib import AbstractAsyncContextManager, contextmanager, nullcontext
 from queue import SimpleQueue
 from typing import Any, TypeVar, cast
 
@@ -51,10 +51,14 @@ _thread_numbers = itertools.count(1)
 
 
 class RequestExecutor(Executor):
-    """The executor of one request: its jobs run one at a time, in order, on one pooled thread.
+    """The executor of one request: its jobs run one at a time, in order, on a pooled thread.
 
     ``submit`` never blocks: before the request has a thread its jobs wait in its own queue.
     ``shutdown`` never blocks either: it queues the release, which runs after the pending jobs.
+    The thread goes back to the pool as soon as the queue is empty, so a request that awaits
+    between its sync calls (an async view, a stream) holds no thread meanwhile; its next job
+    gets the same thread again if that one is idle. A thread whose database connection is in a
+    transaction stays with the request until the transaction ends.
     """
 
     def __init__(self, pool: RequestThreadPool) -> None:
@@ -63,9 +67,10 @@ class RequestExecutor(Executor):
         self._lock = threading.Lock()
         self._bound = False
         self._released = False
-        self._give_back = False
         # The ident of the thread running this request's jobs, while one does.
         self._thread_ident: int | None = None
+        # The thread that last ran this request's jobs, lent again first if it is idle.
+        self.last_thread: PooledThread | None = None
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         future: Future[T] = Future()
@@ -98,26 +103,21 @@ class RequestExecutor(Executor):
 
     release = shutdown
 
-    def give_back_after_job(self) -> None:
-        """From a job on the lent thread: return the thread once this job ends, if none is queued.
-
-        A request whose sync work is known to be over saves its thread a wake-up just to be
-        released. Work submitted later still runs, on whichever thread the pool lends then.
-        """
-        self._give_back = True
-
-    def run_jobs(self) -> None:
-        """On the lent thread: run this request's jobs until it is released."""
+    def run_jobs(self, worker: PooledThread) -> None:
+        """On the lent thread: run this request's jobs until the queue is empty or released."""
         self._thread_ident = threading.get_ident()
-        try:
-            while (job := self._jobs.get()) is not _RELEASE:
-                run_job(cast(Job, job))
-                # Drop the reference so a finished request's objects are not kept alive meanwhile.
-                del job
-                if self._give_back and self._unbind_if_idle():
+        pool = self._pool
+        while (job := self._jobs.get()) is not _RELEASE:
+            run_job(cast(Job, job))
+            # Drop the reference so a finished request's objects are not kept alive meanwhile.
+            del job
+            if self._jobs.empty() and not pool.thread_must_stay():
+                self._thread_ident = None
+                if pool.take_back_if_idle(worker, self):
                     return
-        finally:
-            self._thread_ident = None
+                self._thread_ident = threading.get_ident()
+        self._thread_ident = None
+        pool.take_back(worker)
 
     def runs_here(self) -> bool:
         """Whether the calling code is one of this request's jobs, on its lent thread."""
@@ -143,12 +143,13 @@ class RequestExecutor(Executor):
         """From any thread: end the ``run_jobs_until(marker)`` under way."""
         self._jobs.put(marker)
 
-    def _unbind_if_idle(self) -> bool:
+    def unbind_if_idle(self, worker: PooledThread) -> bool:
+        """Let the thread go if no job is queued; the pool holds its lock while asking."""
         with self._lock:
-            self._give_back = False
             if not self._jobs.empty():
                 return False
             self._bound = False
+            self.last_thread = worker
             return True
 
 
@@ -189,11 +190,15 @@ class PooledThread:
         try:
             while (executor := self._inbox.get()) is not _EXIT:
                 assert isinstance(executor, RequestExecutor)
-                executor.run_jobs()
+                # Returns once the pool has taken this thread back.
+                executor.run_jobs(self)
                 del executor
-                self._pool.take_back(self)
         finally:
             self._pool.thread_exited(self)
+
+
+def _never() -> bool:
+    return False
 
 
 def default_busy_limit() -> int:
@@ -217,7 +222,9 @@ class RequestThreadPool:
     ``max_threads``: the lent ones are waiting on I/O.
 
     ``on_thread_exit`` runs on each thread as it exits at shutdown (asgi_bridge closes the
-    thread's database connections there).
+    thread's database connections there). ``keeps_thread``, called on a lent thread whose
+    request has no job queued, says whether the request must keep it all the same (asgi_bridge:
+    while a database connection of that thread is in a transaction).
     """
 
     def __init__(
@@ -225,6 +232,7 @@ class RequestThreadPool:
         max_threads: int,
         on_thread_exit: Callable[[], None] | None = None,
         *,
+        keeps_thread: Callable[[], bool] | None = None,
         busy_limit: int | None = None,
         starved_after: float = STARVED_AFTER,
     ) -> None:
@@ -234,6 +242,7 @@ class RequestThreadPool:
         self.busy_limit = min(max_threads, busy_limit or default_busy_limit())
         self.starved_after = starved_after
         self._on_thread_exit = on_thread_exit
+        self.thread_must_stay: Callable[[], bool] = keeps_thread or _never
         self._lock = threading.Lock()
         self._idle: list[PooledThread] = []
         self._waiting: deque[RequestExecutor] = deque()
@@ -262,7 +271,7 @@ class RequestThreadPool:
 
     def lend_thread(self, executor: RequestExecutor) -> None:
         with self._lock:
-            worker = self._free_thread() if self.busy_count < self.busy_limit else None
+            worker = self._free_thread(executor) if self.busy_count < self.busy_limit else None
             if worker is None:
                 if not self._waiting:
                     # The wait is measured from now, not from a quiet spell before it.
@@ -272,9 +281,15 @@ class RequestThreadPool:
                 return
         worker.hand(executor)
 
-    def _free_thread(self) -> PooledThread | None:
+    def _free_thread(self, executor: RequestExecutor | None = None) -> PooledThread | None:
         """An idle or new thread, to lend; None at ``max_threads``. Holds the lock."""
-        if self._idle:
+        last = executor.last_thread if executor is not None else None
+        if last is not None and last in self._idle:
+            # The request's own thread again: what its earlier jobs left there (a database
+            # connection opened, a thread-local set by middleware) is found by its later ones.
+            self._idle.remove(last)
+            worker = last
+        elif self._idle:
             # The most recently used thread first: its caches and connections are warm.
             worker = self._idle.pop()
         elif len(self._threads) < self.max_threads and not self._closed:
@@ -286,15 +301,28 @@ class RequestThreadPool:
         return worker
 
     def take_back(self, worker: PooledThread) -> None:
-        """Called by a thread whose request ended: serve the next waiting request, or idle."""
+        """Called by a thread whose request was released: serve the next waiting one, or idle."""
         with self._lock:
-            self._progress = time.monotonic()
-            if self._waiting:
-                worker.hand(self._waiting.popleft())
-            elif self._closed:
-                worker.hand(_EXIT)
-            else:
-                self._idle.append(worker)
+            self._requeue(worker)
+
+    def take_back_if_idle(self, worker: PooledThread, executor: RequestExecutor) -> bool:
+        """Called by a thread whose request has no job queued: take it back, unless a job came
+        in meanwhile (checked under both locks, so that none is left without a thread)."""
+        with self._lock:
+            if not executor.unbind_if_idle(worker):
+                return False
+            self._requeue(worker)
+            return True
+
+    def _requeue(self, worker: PooledThread) -> None:
+        """Hand a returning thread to the next waiting request, or make it idle. Holds the lock."""
+        self._progress = time.monotonic()
+        if self._waiting:
+            worker.hand(self._waiting.popleft())
+        elif self._closed:
+            worker.hand(_EXIT)
+        else:
+            self._idle.append(worker)
 
     def _watch_waiting(self) -> None:
         """Make sure a watcher looks after the waiting requests. Holds the lock."""
@@ -452,15 +480,18 @@ def from_request_thread(func: Callable[..., Awaitable[T]]) -> Callable[..., T]:
     return call
 
 
-def give_back_request_thread() -> None:
-    """On a request's thread, from its last sync work: the thread goes back once it returns.
-
-    Saves the thread a wake-up only to be released after the response is sent. A no-op off a
-    pooled request thread (the thread waiting in async_to_sync in Django's async tests).
-    """
-    executor = request_executor.get()
-    if isinstance(executor, RequestExecutor):
-        executor.give_back_after_job()
+@contextmanager
+def sync_calls_on_request_thread() -> Iterator[None]:
+    """Inside it, this task's thread-sensitive ``sync_to_async`` calls run on the request's
+    thread: what ``async_to_sync`` arranges for the coroutine it runs, and cheaper than
+    entering a ``ThreadSensitiveContext``. For an async view awaited by the handler."""
+    executors = AsyncToSync.executors
+    outer = getattr(executors, "current", None)
+    executors.current = request_executor.get()
+    try:
+        yield
+    finally:
+        executors.current = outer
 
 
 def request_thread_context() -> AbstractAsyncContextManager[object]:
@@ -504,6 +535,18 @@ def close_thread_connections() -> None:
     connections.close_all()
 
 
+def thread_in_transaction() -> bool:
+    """Whether a database connection of this thread is in a transaction, which only this
+    thread's later sync calls may finish: the request keeps the thread until then."""
+    from django.db import connections
+
+    return any(
+        connection.in_atomic_block
+        or (connection.connection is not None and not connection.autocommit)
+        for connection in connections.all(initialized_only=True)
+    )
+
+
 def request_threads(max_threads: int) -> RequestThreadPool:
     """The process's pool, created on first use; a new size replaces it (override_settings)."""
     global _pool
@@ -513,7 +556,12 @@ def request_threads(max_threads: int) -> RequestThreadPool:
         return pool
     with _pool_lock:
         if _pool is None or _pool.max_threads != max_threads:
-            old, _pool = _pool, RequestThreadPool(max_threads, close_thread_connections)
+            old, _pool = (
+                _pool,
+                RequestThreadPool(
+                    max_threads, close_thread_connections, keeps_thread=thread_in_transaction
+                ),
+            )
             if old is not None:
                 old.shutdown(timeout=0)
         return _pool

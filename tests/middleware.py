@@ -23,6 +23,17 @@ class RecordingMiddleware(MiddlewareMixin):
         return response
 
 
+class WholeCallMiddleware:
+    """A sync middleware with a ``__call__`` of its own: it cannot run in halves."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        urls.observed.setdefault("middleware_threads", []).append(threading.get_ident())
+        return self.get_response(request)
+
+
 class AsyncOnlyMiddleware:
     """A natively async middleware: it never needs a thread."""
 

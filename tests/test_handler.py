@@ -625,13 +625,28 @@ class SyncChainThreadModelTests(ThreadModelTests):
         await self.request(http_scope("/"))
         self.assertEqual(urls.observed["middleware_threads"], [urls.observed["view_thread"]] * 2)
 
-    async def test_middleware_around_an_async_view_still_runs_off_the_loop(self) -> None:
+    async def test_middleware_around_an_async_view_runs_off_the_loop_in_two_visits(self) -> None:
         with mock.patch.object(hop, "call_on_loop", wraps=hop.call_on_loop) as call_on_loop:
             await self.request(http_scope("/async/"))
-        # The view was awaited from the request's thread without async_to_sync's machinery.
+        # No thread waited for the view: the chain stopped at it and resumed after it.
+        self.assertEqual(call_on_loop.call_count, 0)
+        threads = urls.observed["middleware_threads"]
+        self.assertEqual(len(threads), 2)
+        # The second visit got the request's thread back: it was idle meanwhile.
+        self.assertEqual(len(set(threads)), 1)
+        self.assertNotEqual(threads[0], threading.get_ident())
+
+    @override_settings(MIDDLEWARE=["tests.middleware.WholeCallMiddleware"])
+    async def test_middleware_with_its_own_call_keeps_the_thread_around_an_async_view(
+        self,
+    ) -> None:
+        with mock.patch.object(hop, "call_on_loop", wraps=hop.call_on_loop) as call_on_loop:
+            messages = await self.request(http_scope("/async/"))
+        self.assertEqual(messages[0]["status"], 200)
+        # The middleware's __call__ cannot be split: its thread awaits the view on the loop.
         self.assertEqual(call_on_loop.call_count, 1)
         threads = urls.observed["middleware_threads"]
-        self.assertEqual(len(set(threads)), 1)
+        self.assertEqual(len(threads), 1)
         self.assertNotEqual(threads[0], threading.get_ident())
 
     @override_settings(ASGI_BRIDGE={"THREADS": 1})

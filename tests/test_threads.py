@@ -13,14 +13,16 @@ from concurrent.futures import Future
 from typing import Any
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
-from django.test import SimpleTestCase
+from django.db import transaction
+from django.test import SimpleTestCase, TransactionTestCase
 
 from asgi_bridge.threads import (
-    RequestExecutor,
     RequestThreadPool,
+    close_thread_connections,
     executor_context,
     request_executor,
     request_thread_context,
+    thread_in_transaction,
 )
 
 WAIT = 5.0
@@ -107,18 +109,13 @@ class RequestExecutorTests(PoolTestCase):
         other.release()
 
 
-class GiveBackAfterJobTests(PoolTestCase):
-    """A request's last known job hands the thread back itself, without waiting for release()."""
+class ThreadGoesBackBetweenJobsTests(PoolTestCase):
+    """A request holds a thread only while it has a job queued or running."""
 
-    @staticmethod
-    def last_job(executor: RequestExecutor) -> threading.Thread:
-        executor.give_back_after_job()
-        return threading.current_thread()
-
-    def test_thread_is_idle_again_before_release(self) -> None:
+    def test_thread_is_idle_again_after_each_job_before_release(self) -> None:
         pool = self.make_pool(1)
         executor = pool.executor()
-        executor.submit(self.last_job, executor).result(WAIT)
+        executor.submit(current_thread).result(WAIT)
         wait_until(lambda: pool.idle_count == 1)
         # Another request gets the only thread while the first has not been released yet.
         other = pool.executor()
@@ -126,10 +123,10 @@ class GiveBackAfterJobTests(PoolTestCase):
         other.release()
         executor.release()
 
-    def test_release_after_give_back_wakes_nobody(self) -> None:
+    def test_release_of_a_request_without_a_thread_wakes_nobody(self) -> None:
         pool = self.make_pool(1)
         executor = pool.executor()
-        thread = executor.submit(self.last_job, executor).result(WAIT)
+        thread = executor.submit(current_thread).result(WAIT)
         wait_until(lambda: pool.idle_count == 1)
         executor.release()
         # The thread was not handed a stale release: it serves the next request's jobs.
@@ -138,35 +135,101 @@ class GiveBackAfterJobTests(PoolTestCase):
         self.assertIs(other.submit(current_thread).result(WAIT), thread)
         other.release()
 
-    def test_jobs_queued_behind_the_last_one_still_run_on_its_thread(self) -> None:
+    def test_jobs_queued_while_one_runs_run_on_its_thread(self) -> None:
         pool = self.make_pool(2)
         executor = pool.executor()
         started, go_on = threading.Event(), threading.Event()
 
-        def last_job_that_waits() -> threading.Thread:
-            executor.give_back_after_job()
+        def job_that_waits() -> threading.Thread:
             started.set()
             go_on.wait(WAIT)
             return threading.current_thread()
 
-        first = executor.submit(last_job_that_waits)
+        first = executor.submit(job_that_waits)
         started.wait(WAIT)
         queued = executor.submit(current_thread)
         go_on.set()
         self.assertIs(queued.result(WAIT), first.result(WAIT))
-        self.assertEqual(pool.idle_count, 0)
-        executor.release()
         wait_until(lambda: pool.idle_count == 1)
+        self.assertEqual(pool.thread_count, 1)
+        executor.release()
 
-    def test_work_after_give_back_borrows_a_thread_again(self) -> None:
-        pool = self.make_pool(1)
-        executor = pool.executor()
-        executor.submit(self.last_job, executor).result(WAIT)
+    def test_a_later_job_gets_the_requests_own_thread_back_when_it_is_idle(self) -> None:
+        pool = self.make_pool(4)
+        request = pool.executor()
+        own = request.submit(current_thread).result(WAIT)
         wait_until(lambda: pool.idle_count == 1)
-        self.assertIsNotNone(executor.submit(current_thread).result(WAIT))
-        self.assertEqual(pool.idle_count, 0)
-        executor.release()
+        # Two other requests take that thread and a new one; the request's own thread comes
+        # back first, so the most recently returned idle thread is the other one.
+        running = threading.Barrier(3, timeout=WAIT)
+        go_on = [threading.Event(), threading.Event()]
+
+        def block(index: int) -> threading.Thread:
+            running.wait()
+            go_on[index].wait(WAIT)
+            return current_thread()
+
+        others = [pool.executor(), pool.executor()]
+        taken = [executor.submit(block, index) for index, executor in enumerate(others)]
+        running.wait()
+        for index in range(2):
+            go_on[index].set()
+            taken[index].result(WAIT)
+            wait_until(lambda n=index + 1: pool.idle_count == n)
+            others[index].release()
+        self.assertIs(taken[0].result(), own)
+        self.assertIsNot(taken[1].result(), own)
+        # A plain pop would lend the most recently returned thread, not this one.
+        self.assertIs(request.submit(current_thread).result(WAIT), own)
+        request.release()
+
+    def test_a_request_keeps_its_thread_while_the_thread_must_stay(self) -> None:
+        staying: set[threading.Thread] = set()
+        pool = RequestThreadPool(2, keeps_thread=lambda: current_thread() in staying)
+        self.addCleanup(pool.shutdown)
+        request = pool.executor()
+        own = request.submit(lambda: staying.add(current_thread()) or current_thread())
+        thread = own.result(WAIT)
+        # Another request gets another thread: the first is still lent.
+        other = pool.executor()
+        self.assertIsNot(other.submit(current_thread).result(WAIT), thread)
+        other.release()
         wait_until(lambda: pool.idle_count == 1)
+        self.assertEqual(pool.busy_count, 1)
+        self.assertIs(request.submit(lambda: staying.discard(thread)).result(WAIT), None)
+        wait_until(lambda: pool.idle_count == 2)
+        request.release()
+
+
+class ThreadInTransactionTests(TransactionTestCase):
+    """The request keeps its thread while the thread's database connection is in a
+    transaction, so the request's later sync calls (the only ones that may end it) find it."""
+
+    databases = {"default"}
+
+    def test_thread_stays_with_its_request_until_the_transaction_ends(self) -> None:
+        pool = RequestThreadPool(2, close_thread_connections, keeps_thread=thread_in_transaction)
+        self.addCleanup(pool.shutdown)
+        request = pool.executor()
+        atomic = transaction.atomic()
+        thread = request.submit(lambda: atomic.__enter__() and None or current_thread()).result(
+            WAIT
+        )
+        other = pool.executor()
+        self.assertIsNot(other.submit(current_thread).result(WAIT), thread)
+        other.release()
+        wait_until(lambda: pool.idle_count == 1)
+        self.assertEqual(pool.busy_count, 1)
+        self.assertIs(request.submit(current_thread).result(WAIT), thread)
+        request.submit(atomic.__exit__, None, None, None).result(WAIT)
+        wait_until(lambda: pool.idle_count == 2)
+        request.release()
+
+    def test_no_transaction_no_stay(self) -> None:
+        self.assertFalse(thread_in_transaction())
+        with transaction.atomic():
+            self.assertTrue(thread_in_transaction())
+        self.assertFalse(thread_in_transaction())
 
 
 class RequestThreadPoolTests(PoolTestCase):
