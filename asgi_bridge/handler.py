@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 import tempfile
 from collections.abc import Coroutine
@@ -33,7 +32,7 @@ from .sending import (
     ResponseChannel,
     body_message,
     close_async_stream,
-    pathsend_path,
+    pathsend_file,
     send_async_stream,
     send_sync_stream,
     start_message,
@@ -508,15 +507,15 @@ class ASGIHandler(django_asgi.ASGIHandler):
     async def send_response(self, response: HttpResponseBase, send: Send) -> None:
         """Encode and send a response out over ASGI."""
         channel = send if isinstance(send, ResponseChannel) else ResponseChannel(send)
-        path = pathsend_path(response) if channel.pathsend and not channel.head_only else None
-        if path is not None and not response.has_header("Content-Length"):
-            response["Content-Length"] = str(os.path.getsize(path))
+        file = pathsend_file(response) if channel.pathsend and not channel.head_only else None
+        if file is not None and not response.has_header("Content-Length"):
+            response["Content-Length"] = str(file.size)
         await channel(start_message(response))
         if channel.head_only:
             # The body of a HEAD response is never produced; closing the response still happens.
             await channel(body_message(b"", False))
-        elif path is not None:
-            await channel({"type": PATHSEND, "path": path})
+        elif file is not None:
+            await channel({"type": PATHSEND, "path": file.path})
         elif not response.streaming:
             for chunk, last in self.chunk_bytes(response.content):  # type: ignore[attr-defined]
                 await channel(body_message(cast(bytes, chunk), not last))

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import os
+import stat
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import aclosing
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.http import FileResponse
 from django.http.response import HttpResponseBase
@@ -28,6 +30,8 @@ ChunkBytes = Callable[[Any], Iterable[tuple[Any, bool]]]
 # FileResponse streams its file through iter(callable, b""); any other iterator type means a
 # middleware (GZipMiddleware, for one) replaced the content, so the file on disk is not the body.
 _FILE_READER_TYPE = type(iter(lambda: b"", b""))
+# What open() returns for a binary file, buffered; their ``raw`` is the io.FileIO.
+_BUFFERED_FILE_TYPES = (io.BufferedReader, io.BufferedRandom)
 # Bytes of a sync iterator produced ahead of sending, per stream: bounds memory, and lets a
 # response of small parts be produced in one go.
 SYNC_BYTES_AHEAD = 2**17
@@ -98,23 +102,73 @@ def body_message(chunk: bytes, more_body: bool) -> Message:
     return {"type": "http.response.body", "body": chunk, "more_body": more_body}
 
 
-def pathsend_path(response: HttpResponseBase) -> str | None:
-    """The absolute path the server may send itself, or None if the app must stream the body."""
+class PathsendFile(NamedTuple):
+    """A file the server may send itself: its absolute path, and its size when checked."""
+
+    path: str
+    size: int
+
+
+def pathsend_file(response: HttpResponseBase) -> PathsendFile | None:
+    """The file the server may send by path, or None if the app must stream the body.
+
+    Only a real, regular file on disk qualifies, still at its start and still the file its
+    name leads to: anything else (an in-memory file with a borrowed name, a gzip or tarfile
+    reader, a file replaced on disk or advanced after opening) is streamed, as Django does.
+    """
     if not isinstance(response, FileResponse) or response.has_header("Content-Encoding"):
         return None
     if type(getattr(response, "_iterator", None)) is not _FILE_READER_TYPE:
         return None
-    filelike = getattr(response, "file_to_stream", None)
-    name = getattr(filelike, "name", None)
-    if not isinstance(name, str) or not os.path.isabs(name) or not os.path.isfile(name):
+    # Stubs say BytesIO; it is whatever file-like object the view passed.
+    filelike: Any = response.file_to_stream
+    raw = _os_file(filelike)
+    if raw is None:
+        return None
+    name = raw.name
+    if not isinstance(name, str) or not os.path.isabs(name):
         return None
     try:
         # pathsend sends the whole file; a file opened and then advanced must be streamed.
-        if filelike.tell() != 0:  # type: ignore[union-attr]
+        if filelike.tell() != 0:
             return None
-    except (AttributeError, OSError):
+        opened = os.fstat(raw.fileno())
+        named = os.stat(name)
+    except (OSError, ValueError):
         return None
-    return name
+    # One window remains: the server opens the path again after this check, so a rename in
+    # between sends the newer file. Acceptable: right now the path leads to the very inode the
+    # view opened, so a borrowed or stale name (the disclosure guarded against) cannot pass;
+    # swapping the file later takes write access to its directory, which could as well have
+    # changed the file before the view opened it.
+    if (named.st_dev, named.st_ino) != (opened.st_dev, opened.st_ino):
+        return None
+    # Zero-size files cost nothing to stream, and /proc and /sys files report 0 bytes for
+    # content they do have.
+    if not stat.S_ISREG(opened.st_mode) or opened.st_size == 0:
+        return None
+    # Django measured the file when the response was built; if it has grown or shrunk since,
+    # sending it whole would contradict that Content-Length.
+    declared = response.get("Content-Length")
+    if declared is not None and declared != str(opened.st_size):
+        return None
+    return PathsendFile(name, opened.st_size)
+
+
+def _os_file(filelike: Any) -> io.FileIO | None:
+    """The open, readable io.FileIO that ``filelike`` is or buffers, if it is exactly that.
+
+    Exact types: a subclass (tarfile's member reader is a BufferedReader) may read other bytes
+    than the file it names holds.
+    """
+    if type(filelike) in _BUFFERED_FILE_TYPES:
+        try:
+            filelike = filelike.raw
+        except ValueError:  # detached
+            return None
+    if type(filelike) is not io.FileIO or filelike.closed or not filelike.readable():
+        return None
+    return filelike
 
 
 class _ProducerFailed:

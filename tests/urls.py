@@ -8,11 +8,21 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.contrib import messages
+from django.http import (
+    FileResponse,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+    StreamingHttpResponse,
+)
+from django.http.response import HttpResponseBase
+from django.middleware.csrf import get_token
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
 from asgi_bridge.background import after_response
+from asgi_bridge.sse import EventStreamResponse
 
 # What the views saw, keyed by name; tests clear it in setUp.
 observed: dict[str, Any] = {}
@@ -67,34 +77,33 @@ def big_part_stream(request: HttpRequest) -> StreamingHttpResponse:
     return StreamingHttpResponse(iter([b"x" * (2**16 * 2 + 10)]))
 
 
-class TrackedFile:
-    """A file wrapper whose close() the tests can observe."""
+class TrackedFileResponse(FileResponse):
+    """A FileResponse whose reading and closing the tests can observe.
 
-    def __init__(self, name: str) -> None:
-        self._file = open(name, "rb")  # noqa: SIM115 (FileResponse closes it)
-        self.name = name
-
-    def read(self, size: int = -1) -> bytes:
-        observed["file_reads"] = observed.get("file_reads", 0) + 1
-        return self._file.read(size)
-
-    def tell(self) -> int:
-        return self._file.tell()
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self._file.seek(offset, whence)
+    The file stays a plain open() file, the only kind pathsend may send; its reads cannot be
+    counted, so "file_reads" records how far it had been read when the response was closed.
+    """
 
     def close(self) -> None:
-        observed["file_closed"] = True
-        self._file.close()
+        file = self.file_to_stream
+        if file is not None and not file.closed and file.tell():
+            observed["file_reads"] = file.tell()
+        super().close()
+        observed["file_closed"] = file is None or file.closed
 
 
 def file_download(request: HttpRequest) -> FileResponse:
-    response = FileResponse(TrackedFile(observed["file_path"]))
+    response = TrackedFileResponse(open(observed["file_path"], "rb"))  # noqa: SIM115
     if request.GET.get("encoding"):
         # What GZipMiddleware does to a FileResponse: new content, same file_to_stream.
         response.streaming_content = (part.upper() for part in response.streaming_content)
         response["Content-Encoding"] = request.GET["encoding"]
+    return response
+
+
+def prepared_response(request: HttpRequest) -> HttpResponseBase:
+    """Returns the response a test built beforehand, so it can change the disk before sending."""
+    response: HttpResponseBase = observed["prepared_response"]
     return response
 
 
@@ -216,6 +225,67 @@ def echo(request: HttpRequest) -> HttpResponse:
     return HttpResponse(request.body)
 
 
+class Gate:
+    """Where async views and streams wait, without a thread, until a test opens it.
+
+    Counts who has arrived, so a test knows when all the requests it sent are waiting here.
+    """
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.arrived = 0
+        self.opened = asyncio.Event()
+
+    async def pass_through(self) -> None:
+        self.arrived += 1
+        await self.opened.wait()
+
+
+async def async_wait_at_gate(request: HttpRequest) -> HttpResponse:
+    await observed["gate"].pass_through()
+    return HttpResponse("through the gate")
+
+
+async def parts_around_gate() -> AsyncIterator[bytes]:
+    yield b"before the gate\n"
+    await observed["gate"].pass_through()
+    yield b"through the gate\n"
+
+
+async def async_stream_waiting_at_gate(request: HttpRequest) -> StreamingHttpResponse:
+    return StreamingHttpResponse(parts_around_gate())
+
+
+async def events_around_gate() -> AsyncIterator[str]:
+    yield "before the gate"
+    await observed["gate"].pass_through()
+    yield "through the gate"
+
+
+async def async_events_waiting_at_gate(request: HttpRequest) -> EventStreamResponse:
+    return EventStreamResponse(events_around_gate(), ping=None)
+
+
+async def async_visit(request: HttpRequest) -> JsonResponse:
+    """Behind the default middleware: who is logged in (by ``auser()`` and by the lazy
+    ``request.user``), a visit counter kept in the session, the messages left by the previous
+    visit, and the CSRF token for the next POST."""
+    user = await request.auser()
+    visits = await request.session.aget("visits", 0) + 1
+    await request.session.aset("visits", visits)
+    previous = [str(message) for message in messages.get_messages(request)]
+    messages.info(request, f"visit {visits}")
+    return JsonResponse(
+        {
+            "user": user.get_username(),
+            "lazy_user": request.user.get_username(),
+            "visits": visits,
+            "messages": previous,
+            "csrf_token": get_token(request),
+        }
+    )
+
+
 urlpatterns = [
     path("", hello),
     path("async/", async_hello),
@@ -226,6 +296,7 @@ urlpatterns = [
     path("stream/async/", async_stream),
     path("stream/big/", big_part_stream),
     path("file/", file_download),
+    path("file/prepared/", prepared_response),
     path("echo/", echo),
     path("state/", lifespan_state),
     path("users/count/", user_count),
@@ -236,4 +307,8 @@ urlpatterns = [
     path("after/late/", queue_work_after_release),
     path("stream/async/sync-code/", async_stream_calling_sync_code),
     path("async/sync-code/", async_view_calling_sync_code),
+    path("async/gate/", async_wait_at_gate),
+    path("stream/async/gate/", async_stream_waiting_at_gate),
+    path("events/gate/", async_events_waiting_at_gate),
+    path("async/visit/", async_visit),
 ]

@@ -8,13 +8,11 @@ guards everything, because sync views, async views and server threads all record
 
 from __future__ import annotations
 
-import io
 import os
 import threading
-from typing import TYPE_CHECKING, TypedDict
+from typing import Any, TypedDict
 
-if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
+from django.http import FileResponse
 
 
 class ProbeSnapshot(TypedDict):
@@ -87,42 +85,24 @@ def record_event(kind: str, token: str, *extra: object) -> None:
     PROBES.record(kind, token, *extra)
 
 
-class TrackedFile(io.FileIO):
-    """A read-only file that records ``("file_closed", token, bytes_read)`` when first closed.
+class TrackedFileResponse(FileResponse):
+    """A FileResponse over a plain file that records ``("file_closed", token, bytes_read)``
+    when it closes the file.
 
     Tests use the event to check that the server closed the file, also when the client went
-    away mid-download, and how much of it had been read by then.
+    away mid-download, and how much of it had been read by then (none when the server sent the
+    file itself through pathsend, which takes only a real file, not a subclass).
     """
 
-    def __init__(self, path: str | os.PathLike[str], token: str) -> None:
+    def __init__(self, path: str | os.PathLike[str], token: str, **kwargs: Any) -> None:
         self.token = token
-        self.bytes_read = 0
-        # True until the file is open: IOBase.__del__ calls close() even when opening failed.
-        self._close_recorded = True
         # An absolute str, so FileResponse and servers see a usable .name.
-        super().__init__(os.path.abspath(path), "r")
-        self._close_recorded = False
-
-    def read(self, size: int | None = -1) -> bytes:
-        data = super().read(size)
-        self.bytes_read += len(data or b"")
-        return data
-
-    def readall(self) -> bytes:
-        data = super().readall()
-        self.bytes_read += len(data)
-        return data
-
-    def readinto(self, buffer: WriteableBuffer) -> int:
-        count = super().readinto(buffer)
-        self.bytes_read += count or 0
-        return count
+        self.tracked_file = open(os.path.abspath(path), "rb")  # noqa: SIM115
+        super().__init__(self.tracked_file, **kwargs)
 
     def close(self) -> None:
-        first_close = not self._close_recorded
-        self._close_recorded = True
-        try:
-            super().close()
-        finally:
-            if first_close:
-                record_event("file_closed", self.token, self.bytes_read)
+        tracked = self.tracked_file
+        bytes_read = None if tracked.closed else tracked.tell()
+        super().close()
+        if bytes_read is not None and tracked.closed:
+            record_event("file_closed", self.token, bytes_read)

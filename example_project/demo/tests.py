@@ -7,6 +7,7 @@ example project is wrong, not asgi_bridge.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import tempfile
@@ -21,7 +22,7 @@ from django.test import Client, SimpleTestCase, TestCase, override_settings
 from asgi_bridge.testing import ASGIClient
 from demo import views
 from demo.bigfile import BIG_FILE_SIZE, big_file_bytes, ensure_big_file
-from demo.probes import PROBES, TrackedFile
+from demo.probes import PROBES
 
 CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
@@ -363,17 +364,17 @@ class BigFileTests(SimpleTestCase):
             self.assertEqual(path.stat().st_size, BIG_FILE_SIZE)
             self.assertEqual(sorted(p.name for p in path.parent.iterdir()), ["big.bin"])
 
-    def test_tracked_file_counts_reads_and_records_close_once(self) -> None:
-        with tempfile.NamedTemporaryFile() as source:
-            source.write(b"0123456789")
-            source.flush()
-            tracked = TrackedFile(Path(source.name), "tracked")
-            self.assertEqual(tracked.name, source.name)
-            tracked.read(4)
-            tracked.readinto(bytearray(3))
-            tracked.close()
-            tracked.close()
-        self.assertEqual(events_for("tracked"), [["file_closed", "tracked", 7]])
+    def test_tracked_download_records_bytes_read_at_close(self) -> None:
+        response = self.client.get("/download/", {"token": "tracked"})
+        # A plain file, so a pathsend server may send it itself.
+        self.assertIs(type(response.tracked_file), io.BufferedReader)
+        parts = iter(response.streaming_content)
+        first = next(parts)
+        self.assertEqual(events_for("tracked"), [])
+        # The test client's wrapper closes the response once, as a server does when the client
+        # has left (closing the response directly would leave the wrapper to close it again).
+        response._iterator.close()
+        self.assertEqual(events_for("tracked"), [["file_closed", "tracked", len(first)]])
 
 
 class ErrorTests(SimpleTestCase):

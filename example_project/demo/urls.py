@@ -25,6 +25,9 @@ urlpatterns = [
     path("sse/", views.sse_page, name="sse"),
     path("sse/clock/", views.sse_clock, name="sse_clock"),
     path("sse/clock-sync/", views.sse_clock_sync, name="sse_clock_sync"),
+    path("long-poll/", views.long_poll, name="long_poll"),
+    path("long-poll/status/", views.long_poll_status, name="long_poll_status"),
+    path("long-poll/release/", views.long_poll_release, name="long_poll_release"),
     path("download/", views.download, name="download"),
     path("lifespan/", views.lifespan_state, name="lifespan"),
     path("background/", views.background, name="background"),
@@ -34,4 +37,5 @@ urlpatterns = [
     path("probe/gc/", views.probe_gc, name="probe_gc"),
     path("probe/slow/", views.probe_slow, name="probe_slow"),
     path("probe/slow-async/", views.probe_slow_async, name="probe_slow_async"),
+    path("probe/pathsend/<slug:case>/", views.probe_pathsend, name="probe_pathsend"),
 ]

@@ -8,19 +8,26 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import gzip
 import hashlib
+import io
 import itertools
 import math
 import os
+import tempfile
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypedDict, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import BadRequest
+from django.core.files.base import ContentFile
 from django.forms import Form
 from django.http import (
     FileResponse,
+    Http404,
     HttpRequest,
     HttpResponse,
     JsonResponse,
@@ -37,13 +44,15 @@ from demo.bigfile import ensure_big_file
 from demo.forms import NameForm, UploadForm
 from demo.lifespan import write_lifespan_log
 from demo.models import Item
-from demo.probes import PROBES, TrackedFile, record_event, view_thread_report
+from demo.probes import PROBES, TrackedFileResponse, record_event, view_thread_report
 
 TEXT_PLAIN = "text/plain; charset=utf-8"
 # Seconds between two ticks of the server-sent clock, and how soon a browser reconnects (ms).
 TICK_INTERVAL = 0.3
 RECONNECT_AFTER_MS = 500
 READ_CHUNK_SIZE = 64 * 1024
+# The longest a long poll waits for its release, whatever its ?seconds= asks.
+LONG_POLL_MAX_SECONDS = 120.0
 
 Number = TypeVar("Number", int, float)
 
@@ -274,6 +283,62 @@ async def clock_ticks_async(
         record_event("sse_closed", token)
 
 
+# Long polls ------------------------------------------------------------------------------------
+# A long poll is an async view that awaits an event, not a thread: asgi_bridge lends a pooled
+# thread only to sync code, so hundreds of them can wait at once (tests/e2e/ opens 500).
+
+
+@dataclass
+class LongPollGroup:
+    """The long polls of one token waiting in this process, and the event that releases them."""
+
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+    waiting: int = 0
+
+
+LONG_POLLS: dict[str, LongPollGroup] = {}
+
+
+@require_safe
+async def long_poll(request: HttpRequest) -> JsonResponse:
+    """Answers once its token is released (POST /long-poll/release/) or ``?seconds=`` pass."""
+    token = request.GET.get("token", "")
+    seconds = min(read_query_number(request, "seconds", 30.0, float), LONG_POLL_MAX_SECONDS)
+    group = LONG_POLLS.get(token)
+    if group is None:
+        group = LONG_POLLS[token] = LongPollGroup()
+    group.waiting += 1
+    try:
+        await asyncio.wait_for(group.released.wait(), seconds)
+    except asyncio.TimeoutError:
+        released = False
+    else:
+        released = True
+    finally:
+        group.waiting -= 1
+        if not group.waiting and LONG_POLLS.get(token) is group:
+            del LONG_POLLS[token]
+    return JsonResponse({"token": token, "released": released})
+
+
+@require_safe
+async def long_poll_status(request: HttpRequest) -> JsonResponse:
+    """How many long polls of ``?token=`` are waiting in this process."""
+    group = LONG_POLLS.get(request.GET.get("token", ""))
+    return JsonResponse({"waiting": group.waiting if group else 0})
+
+
+@csrf_exempt
+@require_POST
+async def long_poll_release(request: HttpRequest) -> JsonResponse:
+    """Release every long poll of ``?token=`` waiting now; later ones wait anew."""
+    group = LONG_POLLS.pop(request.GET.get("token", ""), None)
+    if group is None:
+        return JsonResponse({"released": 0})
+    group.released.set()
+    return JsonResponse({"released": group.waiting})
+
+
 # Files -----------------------------------------------------------------------------------------
 
 
@@ -281,7 +346,56 @@ async def clock_ticks_async(
 def download(request: HttpRequest) -> FileResponse:
     token = request.GET.get("token", "")
     path = ensure_big_file(settings.BIG_FILE_PATH)
-    return FileResponse(TrackedFile(path, token), as_attachment=True, filename="big.bin")
+    return TrackedFileResponse(path, token, as_attachment=True, filename="big.bin")
+
+
+# Pathsend probes: the server may send a file by path only when it is what the view serves ------
+
+# What every /probe/pathsend/<case>/ response holds, whatever its file object.
+PATHSEND_PROBE_TEXT = b"asgi_bridge pathsend probe: the response's own bytes\n" * 64
+
+
+def pathsend_probe_path(suffix: str, data: bytes) -> Path:
+    """A small file beside the big one holding ``data``; rewritten atomically when it does not."""
+    path = settings.BIG_FILE_PATH.absolute().with_name(f"pathsend-probe{suffix}")
+    if not (path.is_file() and path.read_bytes() == data):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Atomic, as every server under test serves the same files.
+        fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "wb") as temp_file:
+            temp_file.write(data)
+        os.replace(temp_name, path)
+    return path
+
+
+def open_pathsend_probe(case: str) -> ContentFile[bytes] | gzip.GzipFile | io.BufferedReader:
+    """The file object behind /probe/pathsend/<case>/; each one reads as PATHSEND_PROBE_TEXT."""
+    compressed = pathsend_probe_path(".txt.gz", gzip.compress(PATHSEND_PROBE_TEXT, mtime=0))
+    if case == "hostile-name":
+        # In-memory bytes, named after a file on disk that holds other bytes.
+        return ContentFile(PATHSEND_PROBE_TEXT, name=str(compressed))
+    if case == "gzip":
+        return gzip.open(compressed)
+    if case == "real-file":
+        return pathsend_probe_path(".txt", PATHSEND_PROBE_TEXT).open("rb")
+    raise Http404(f"No pathsend probe {case!r}.")
+
+
+@require_safe
+def probe_pathsend(request: HttpRequest, case: str) -> FileResponse:
+    """A FileResponse of one kind of file object; only ``real-file`` may be sent by path.
+
+    X-Probe-Content-SHA256 is the digest of what Django itself reads from an identical response.
+    """
+    twin_file = open_pathsend_probe(case)
+    try:
+        # Not response.close(): that would fire request_finished, which the probes count.
+        expected = digest_chunks(FileResponse(twin_file))
+    finally:
+        twin_file.close()
+    response = FileResponse(open_pathsend_probe(case))
+    response["X-Probe-Content-SHA256"] = expected["sha256"]
+    return response
 
 
 # Errors and probes -----------------------------------------------------------------------------
