@@ -124,19 +124,34 @@ def raise_unexpected_error(task: asyncio.Task[Any]) -> None:
 class RequestCycle:
     """What one request has produced so far; filled on whichever thread produces it."""
 
-    __slots__ = ("closed", "pending", "response")
+    __slots__ = ("closed", "pending", "response", "scope", "started")
 
-    def __init__(self) -> None:
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
         self.response: HttpResponseBase | None = None
         # An async view the sync chain stopped at, to be awaited on the loop.
         self.pending: PendingView | None = None
+        # Whether request_started was sent; set on the thread that sends it, as it does.
+        self.started = False
         self.closed = False
 
+    def start(self, handler_class: type) -> None:
+        """Send request_started, on the request's thread."""
+        self.started = True
+        signals.request_started.send(sender=handler_class, scope=self.scope)
+
     def close(self, handler_class: type) -> None:
-        """Close the response (which sends request_finished), or send request_finished if none."""
+        """Close the response (which sends request_finished), or send request_finished if none.
+
+        A request whose client left before its first visit to a thread still gets its
+        request_started first: Django's handler sends it once the body is read, so receivers
+        see each request begin and end once, whenever the client leaves.
+        """
         if self.closed:
             return
         self.closed = True
+        if not self.started:
+            self.start(handler_class)
         if self.pending is not None:
             self.pending.abandon()
             self.pending = None
@@ -146,11 +161,16 @@ class RequestCycle:
             self.response.close()
 
 
+def start_cycle(cycle: RequestCycle, handler_class: type) -> None:
+    cycle.start(handler_class)
+
+
 def close_cycle(cycle: RequestCycle, handler_class: type) -> None:
     cycle.close(handler_class)
 
 
 # On the request's thread, after whatever still runs there.
+start_in_thread = on_request_thread(start_cycle)
 close_in_thread = on_request_thread(close_cycle)
 
 
@@ -261,7 +281,7 @@ class ASGIHandler(django_asgi.ASGIHandler):
             return
         with closing(body_file):
             set_script_prefix(get_script_prefix(scope))
-            cycle = RequestCycle()
+            cycle = RequestCycle(scope)
             try:
                 await self.run_until_disconnect(
                     self.respond(scope, body_file, channel, cycle), receive
@@ -281,7 +301,7 @@ class ASGIHandler(django_asgi.ASGIHandler):
                 await self.await_view(cycle)
             channel.finish_on_thread = partial(self.close_on_thread, cycle)
         else:
-            await signals.request_started.asend(sender=self.__class__, scope=scope)
+            await start_in_thread(cycle, self.__class__)
             request, error_response = self.create_request(scope, body_file)
             if request is None:
                 cycle.response = self.prepare_response(cast(HttpResponseBase, error_response))
@@ -297,7 +317,7 @@ class ASGIHandler(django_asgi.ASGIHandler):
         the client has left and nobody awaits this any more.
         """
         assert self.sync_handler is not None
-        signals.request_started.send(sender=self.__class__, scope=scope)
+        cycle.start(self.__class__)
         request, error_response = self.create_request(scope, body_file)
         if request is None:
             response = cast(HttpResponseBase, error_response)
@@ -488,16 +508,19 @@ class ASGIHandler(django_asgi.ASGIHandler):
             extra={"status_code": response.status_code},
         )
         set_script_prefix(get_script_prefix(scope))
-        await signals.request_started.asend(sender=self.__class__, scope=scope)
         # The unread rest of the body must not be parsed as a next request on this connection.
         response["Connection"] = "close"
-        await self.send_and_close(response, channel)
+        await self.send_and_close(response, channel, scope)
 
-    async def send_and_close(self, response: HttpResponseBase, channel: ResponseChannel) -> None:
-        """Send an error response built outside the view, then close it (request_finished)."""
-        cycle = RequestCycle()
-        cycle.response = self.prepare_response(response)
+    async def send_and_close(
+        self, response: HttpResponseBase, channel: ResponseChannel, scope: Scope
+    ) -> None:
+        """Send an error response built outside the view between request_started and
+        request_finished (from closing it)."""
+        cycle = RequestCycle(scope)
         try:
+            await start_in_thread(cycle, self.__class__)
+            cycle.response = self.prepare_response(response)
             await self.send_response(response, channel)
         except RequestAborted:
             pass

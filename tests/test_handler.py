@@ -583,6 +583,37 @@ class ThreadModelTests(HandlerTestCase):
         self.assertEqual(len(self.finished.threads), 1)
         self.assertTrue(await communicator.receive_nothing())
 
+    async def test_signals_pair_up_when_the_client_leaves_as_the_body_ends(self) -> None:
+        # The disconnect is queued with the body: the handler sees it before the view starts.
+        # Django's handler sends both signals then; each fires once, on one thread.
+        for path in ("/", "/async/"):
+            with self.subTest(path=path):
+                self.started.threads.clear()
+                self.finished.threads.clear()
+                communicator = ApplicationCommunicator(get_asgi_application(), http_scope(path))
+                await communicator.send_input({"type": "http.request"})
+                await communicator.send_input({"type": "http.disconnect"})
+                await communicator.wait(timeout=5)
+                self.assertEqual(len(self.started.threads), 1)
+                self.assertEqual(self.finished.threads, self.started.threads)
+
+    async def test_signals_pair_up_under_churn(self) -> None:
+        # Clients that leave after a varying number of loop turns, some before the view runs,
+        # some while it runs, some after the response.
+        async def leave_after(turns: int, path: str) -> None:
+            communicator = ApplicationCommunicator(get_asgi_application(), http_scope(path))
+            await communicator.send_input({"type": "http.request"})
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            await communicator.send_input({"type": "http.disconnect"})
+            await communicator.wait(timeout=5)
+
+        await asyncio.gather(
+            *(leave_after(turns, path) for turns in range(12) for path in ("/", "/async/"))
+        )
+        self.assertEqual(len(self.started.threads), 24)
+        self.assertEqual(len(self.finished.threads), 24)
+
     async def test_request_finished_once_for_a_sync_stream_after_its_parts(self) -> None:
         messages = await self.request(http_scope("/stream/sync/", query_string=b"n=3"))
         self.assertEqual(body_of(messages), b"part 0\npart 1\npart 2\n")

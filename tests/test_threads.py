@@ -17,6 +17,7 @@ from django.db import transaction
 from django.test import SimpleTestCase, TransactionTestCase
 
 from asgi_bridge.threads import (
+    RequestExecutor,
     RequestThreadPool,
     close_thread_connections,
     executor_context,
@@ -188,8 +189,12 @@ class ThreadGoesBackBetweenJobsTests(PoolTestCase):
         pool = RequestThreadPool(2, keeps_thread=lambda: current_thread() in staying)
         self.addCleanup(pool.shutdown)
         request = pool.executor()
-        own = request.submit(lambda: staying.add(current_thread()) or current_thread())
-        thread = own.result(WAIT)
+
+        def stay() -> threading.Thread:
+            staying.add(current_thread())
+            return current_thread()
+
+        thread = request.submit(stay).result(WAIT)
         # Another request gets another thread: the first is still lent.
         other = pool.executor()
         self.assertIsNot(other.submit(current_thread).result(WAIT), thread)
@@ -212,9 +217,12 @@ class ThreadInTransactionTests(TransactionTestCase):
         self.addCleanup(pool.shutdown)
         request = pool.executor()
         atomic = transaction.atomic()
-        thread = request.submit(lambda: atomic.__enter__() and None or current_thread()).result(
-            WAIT
-        )
+
+        def enter_transaction() -> threading.Thread:
+            atomic.__enter__()
+            return current_thread()
+
+        thread = request.submit(enter_transaction).result(WAIT)
         other = pool.executor()
         self.assertIsNot(other.submit(current_thread).result(WAIT), thread)
         other.release()
