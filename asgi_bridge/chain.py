@@ -15,6 +15,7 @@ from django.utils.deprecation import MiddlewareMixin
 from django.utils.log import log_response
 from django.utils.module_loading import import_string
 
+from .instrumentation import middleware_inside
 from .threads import from_request_thread
 
 logger = logging.getLogger("django.request")
@@ -76,9 +77,10 @@ def middleware_in_halves(
         wrapped = handler.__wrapped__
         if wrapped == innermost:
             return found
-        if not runs_in_halves(wrapped):
+        middleware = middleware_inside(wrapped)
+        if not runs_in_halves(middleware):
             return None
-        found.append(wrapped)
+        found.append(cast(MiddlewareMixin, middleware))
         handler = wrapped.get_response
     return None
 

@@ -25,6 +25,7 @@ from .background import BackgroundWork, RequestWork, pending_work
 from .chain import PendingView, SyncChainHandler, middleware_hops_in_async_mode
 from .conf import bridge_settings
 from .exceptions import RequestBodyTimeout, RequestBodyTooLarge
+from .instrumentation import DJANGO_CALL, DjangoASGIHandler
 from .lifespan import Lifespan
 from .request import ASGIRequest, get_script_prefix
 from .sending import (
@@ -248,7 +249,14 @@ class ASGIHandler(django_asgi.ASGIHandler):
         token = request_executor.set(executor)
         work_token = pending_work.set(RequestWork())
         try:
-            if self.visits_thread_once() and type(self).handle is ASGIHandler.handle:
+            django_call = DjangoASGIHandler.__call__
+            if django_call is not DJANGO_CALL:
+                # Instrumentation (sentry-sdk) wrapped Django's __call__ to see each request:
+                # its wrapper ends in Django's __call__, which ends in self.handle(). Entered
+                # first, our context makes Django's ThreadSensitiveContext there a no-op.
+                async with executor_context(executor):
+                    await django_call(self, cast("dict[str, Any]", scope), receive, send)
+            elif self.visits_thread_once() and type(self).handle is ASGIHandler.handle:
                 # The thread is reached directly; the few paths that run sync code through
                 # Django's own sync_to_async calls enter the thread-sensitive context themselves.
                 await self.handle(scope, receive, send)
