@@ -42,8 +42,9 @@ _END = object()
 class ResponseChannel:
     """The sending half of one HTTP request: the server's ``send``, plus what the scope allows.
 
-    Calling it sends a message; a server refusing because the client is gone (granian raises
-    RuntimeError, the spec says OSError) becomes ClientDisconnected, a RequestAborted.
+    Calling it sends a message; a server refusing because the client is gone becomes
+    ClientDisconnected, a RequestAborted: an OSError, as ASGI 2.4 asks of servers, or granian's
+    RuntimeError about its closed transport. Any other error is a bug and propagates.
     """
 
     __slots__ = ("_send", "finish_on_thread", "head_only", "pathsend")
@@ -62,8 +63,17 @@ class ResponseChannel:
         try:
             await self._send(message)
         except (OSError, RuntimeError) as exc:
+            if isinstance(exc, RuntimeError) and not transport_closed(exc):
+                raise
             logger.debug("Client gone while sending %s: %r", message["type"], exc)
             raise ClientDisconnected(str(exc)) from exc
+
+
+def transport_closed(error: RuntimeError) -> bool:
+    """Whether a RuntimeError from ``send`` is granian's way of saying the client is gone
+    ("ASGI transport closed", "ASGI flow error: Transport not initialized or closed")."""
+    text = str(error).lower()
+    return "transport" in text and "closed" in text
 
 
 def response_headers(response: HttpResponseBase) -> list[tuple[bytes, bytes]]:

@@ -229,7 +229,7 @@ class AsyncStreamingTests(HandlerTestCase):
         self.assertTrue(urls.observed["closed"])
 
     async def test_send_failure_stops_stream_quietly(self) -> None:
-        for error in (OSError("gone"), RuntimeError("Transport is closed")):
+        for error in (OSError("gone"), RuntimeError("ASGI flow error: Transport closed")):
             with self.subTest(error=error):
                 urls.observed.clear()
                 self.finished.threads.clear()

@@ -70,7 +70,14 @@ class ResponseChannelTests(SimpleTestCase):
         self.assertFalse(plain.head_only or plain.pathsend)
 
     def test_send_errors_become_client_disconnected(self) -> None:
-        for error in (OSError("gone"), RuntimeError("closed"), ConnectionResetError()):
+        for error in (
+            OSError("gone"),
+            ConnectionResetError(),
+            # granian's messages, as its releases have worded them.
+            RuntimeError("ASGI transport closed"),
+            RuntimeError("ASGI flow error: Transport closed"),
+            RuntimeError("ASGI flow error: Transport not initialized or closed"),
+        ):
             with self.subTest(error=error):
                 channel = ResponseChannel(RecordingSend(fail_on=lambda m, e=error: e))
                 with self.assertRaises(ClientDisconnected) as caught:
@@ -78,9 +85,17 @@ class ResponseChannelTests(SimpleTestCase):
                 self.assertIsInstance(caught.exception, RequestAborted)
 
     def test_other_errors_propagate(self) -> None:
-        channel = ResponseChannel(RecordingSend(fail_on=lambda m: ValueError("bug")))
-        with self.assertRaises(ValueError):
-            asyncio.run(channel({"type": "http.response.body"}))
+        for error in (
+            ValueError("bug"),
+            # A RuntimeError that is no closed transport is a bug, not a client that left.
+            RuntimeError("dictionary changed size during iteration"),
+            RuntimeError("closed"),
+        ):
+            with self.subTest(error=error):
+                channel = ResponseChannel(RecordingSend(fail_on=lambda m, e=error: e))
+                with self.assertRaises(type(error)) as caught:
+                    asyncio.run(channel({"type": "http.response.body"}))
+                self.assertIs(caught.exception, error)
 
 
 class PathsendFileTests(SimpleTestCase):
