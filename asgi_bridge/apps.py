@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
-from django.apps import AppConfig, apps
+from django.apps import AppConfig
 from django.core import checks
-from django.core.management import get_commands
 
 
 class AsgiBridgeConfig(AppConfig):
@@ -15,23 +11,7 @@ class AsgiBridgeConfig(AppConfig):
     verbose_name = "asgi_bridge"
 
     def ready(self) -> None:
+        from .checks import check_middleware_runs_in_halves, check_runserver_not_shadowed
+
         checks.register(check_runserver_not_shadowed)
-
-
-def check_runserver_not_shadowed(
-    app_configs: Sequence[AppConfig] | None, **kwargs: Any
-) -> list[checks.CheckMessage]:
-    """Warn when an app listed before asgi_bridge provides the ``runserver`` that Django runs."""
-    if not apps.is_installed("asgi_bridge"):
-        return []
-    # Django takes each command from the first app in INSTALLED_APPS that provides it.
-    provider = get_commands().get("runserver")
-    if provider in (None, "asgi_bridge"):
-        return []
-    return [
-        checks.Warning(
-            f"runserver is {provider}'s, not asgi_bridge's: it does not serve through asgi_bridge.",
-            hint=f"Put 'asgi_bridge' before {provider!r} in INSTALLED_APPS.",
-            id="asgi_bridge.W001",
-        )
-    ]
+        checks.register(check_middleware_runs_in_halves)
