@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import random
 import re
 import shutil
@@ -29,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+
+from asgi_bridge.conf import DEFAULT_THREADS
 
 from .conftest import BODY_RECEIVE_TIMEOUT, MAX_REQUEST_BODY_SIZE
 
@@ -453,8 +454,10 @@ class HTTPScenarios:
         self, server: RunningServer
     ) -> None:
         # The pool lends at most the cores plus four threads while lent ones come back; these
-        # views sleep, so none comes back, and every waiting request must get a thread too.
-        count = 2 * ((os.cpu_count() or 1) + 4)
+        # views sleep, so none comes back, and every waiting request must get a thread too, up
+        # to THREADS (the servers run with the default): as many requests as that, whatever
+        # the machine's core count.
+        count = DEFAULT_THREADS
         url = f"{server.base_url}/probe/slow/"
 
         def slow_request(index: int) -> str:
