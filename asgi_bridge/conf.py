@@ -14,7 +14,19 @@ from django.dispatch import receiver
 
 SETTING_NAME = "ASGI_BRIDGE"
 DEFAULT_THREADS = 32
+# Long enough for any burst a healthy server absorbs; a request that waits longer for a thread
+# is better answered 503 now, so that a load balancer or client can retry elsewhere.
+DEFAULT_THREAD_WAIT_TIMEOUT = 10.0
+# Requests waiting for a thread at once: well past a burst of connections opening together
+# (each needs a thread for its middleware), while bounding what a flood can queue up.
+DEFAULT_THREAD_QUEUE_SIZE = 1000
 DEFAULT_BACKGROUND_SHUTDOWN_TIMEOUT = 30.0
+# after_response() work is mostly waiting on I/O (mail, webhooks), which a few threads keep up
+# with; few, so that it takes little of the GIL from requests and few more database connections.
+DEFAULT_BACKGROUND_THREADS = 4
+# About what 4 threads get through in the 30 s shutdown timeout at 0.1 s a job, so a full
+# backlog can still drain at shutdown; a waiting job is only a few references.
+DEFAULT_BACKGROUND_QUEUE_SIZE = 1000
 # The ASGI servers runserver can run (asgi_bridge.devserver.SERVERS); the first is the default.
 RUNSERVER_SERVERS = ("uvicorn", "hypercorn")
 
@@ -28,10 +40,22 @@ class BridgeSettings:
     # Pooled threads that run requests' sync code; also the most database connections a
     # process keeps open with CONN_MAX_AGE.
     threads: int = DEFAULT_THREADS
+    # How long a request waits for its first thread before a 503; None waits for ever.
+    thread_wait_timeout: float | None = DEFAULT_THREAD_WAIT_TIMEOUT
+    # How many requests may wait for a thread at once before more get a 503; None: no limit.
+    thread_queue_size: int | None = DEFAULT_THREAD_QUEUE_SIZE
+    # Seconds between log lines of the thread pool's metrics (asgi_bridge.metrics); None: none.
+    metrics_log_interval: float | None = None
     # Dotted paths to async context managers run for the ASGI lifespan, in order.
     lifespan: tuple[str, ...] = ()
     # How long lifespan shutdown waits for after_response() work before cancelling it.
     background_shutdown_timeout: float | None = DEFAULT_BACKGROUND_SHUTDOWN_TIMEOUT
+    # Threads of their own that run after_response() sync work, never a request's; also the
+    # most requests' worth of that work, sync or async, that runs at once.
+    background_threads: int = DEFAULT_BACKGROUND_THREADS
+    # How many after_response() jobs may wait to run before after_response() raises
+    # BackgroundQueueFull.
+    background_queue_size: int = DEFAULT_BACKGROUND_QUEUE_SIZE
     # The ASGI server that manage.py runserver serves the project on.
     runserver_server: str = RUNSERVER_SERVERS[0]
     # Whether lifespan startup takes the objects alive then out of the garbage collector's way.
@@ -42,6 +66,12 @@ def _optional_positive_int(key: str, value: Any) -> int | None:
     if value is None:
         return None
     return _positive_int(key, value, expected="a positive integer (bytes) or None")
+
+
+def _optional_positive_count(key: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    return _positive_int(key, value, expected="a positive integer or None")
 
 
 def _optional_positive_seconds(key: str, value: Any) -> float | None:
@@ -94,8 +124,13 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "MAX_REQUEST_BODY_SIZE": ("max_request_body_size", _optional_positive_int),
     "BODY_RECEIVE_TIMEOUT": ("body_receive_timeout", _optional_positive_seconds),
     "THREADS": ("threads", _positive_int),
+    "THREAD_WAIT_TIMEOUT": ("thread_wait_timeout", _optional_positive_seconds),
+    "THREAD_QUEUE_SIZE": ("thread_queue_size", _optional_positive_count),
+    "METRICS_LOG_INTERVAL": ("metrics_log_interval", _optional_positive_seconds),
     "LIFESPAN": ("lifespan", _dotted_paths),
     "BACKGROUND_SHUTDOWN_TIMEOUT": ("background_shutdown_timeout", _optional_positive_seconds),
+    "BACKGROUND_THREADS": ("background_threads", _positive_int),
+    "BACKGROUND_QUEUE_SIZE": ("background_queue_size", _positive_int),
     "RUNSERVER_SERVER": ("runserver_server", _runserver_server),
     "FREEZE_GC": ("freeze_gc", _bool),
 }

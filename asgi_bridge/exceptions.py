@@ -25,3 +25,42 @@ class RequestBodyTooLarge(RequestDataTooBig):
         super().__init__(
             f"Request body exceeded ASGI_BRIDGE['MAX_REQUEST_BODY_SIZE'] ({limit} bytes)."
         )
+
+
+class ThreadUnavailable(Exception):
+    """A request got no thread for its sync code: it is answered 503 before Django sees it."""
+
+
+class ThreadWaitTimeout(ThreadUnavailable):
+    """No pooled thread came free within ``ASGI_BRIDGE["THREAD_WAIT_TIMEOUT"]``."""
+
+    def __init__(self, timeout: float, threads: int) -> None:
+        self.timeout = timeout
+        super().__init__(
+            f"No thread came free for {timeout:g} s: all {threads} of ASGI_BRIDGE['THREADS'] "
+            "were busy (ASGI_BRIDGE['THREAD_WAIT_TIMEOUT'])."
+        )
+
+
+class ThreadQueueFull(ThreadUnavailable):
+    """``ASGI_BRIDGE["THREAD_QUEUE_SIZE"]`` requests were already waiting for a thread."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        super().__init__(
+            f"{size} requests were already waiting for a thread (ASGI_BRIDGE['THREAD_QUEUE_SIZE'])."
+        )
+
+
+class BackgroundQueueFull(Exception):
+    """``after_response()`` refused work: ``ASGI_BRIDGE["BACKGROUND_QUEUE_SIZE"]`` jobs wait."""
+
+    def __init__(self, jobs: str, queued: int, queue_size: int) -> None:
+        self.jobs = jobs
+        self.queue_size = queue_size
+        super().__init__(
+            f"after_response() refused {jobs}: {queued} jobs already wait to run, and "
+            f"ASGI_BRIDGE['BACKGROUND_QUEUE_SIZE'] is {queue_size}. Do the work now or answer "
+            "503; if this happens under normal load, raise BACKGROUND_THREADS or "
+            "BACKGROUND_QUEUE_SIZE, and move work that must not be lost to a task queue."
+        )

@@ -21,10 +21,11 @@ from django.http import FileResponse, HttpResponse
 from django.http.response import HttpResponseBase
 from django.urls import set_script_prefix
 
+from . import metrics
 from .background import BackgroundWork, RequestWork, pending_work
 from .chain import PendingView, SyncChainHandler, middleware_hops_in_async_mode
 from .conf import bridge_settings
-from .exceptions import RequestBodyTimeout, RequestBodyTooLarge
+from .exceptions import RequestBodyTimeout, RequestBodyTooLarge, ThreadUnavailable
 from .instrumentation import DJANGO_CALL, DjangoASGIHandler
 from .lifespan import Lifespan
 from .request import ASGIRequest, get_script_prefix
@@ -51,6 +52,9 @@ from .threads import (
 from .types import Message, Receive, Scope, Send
 
 logger = logging.getLogger("django.request")
+
+# Seconds a client refused for lack of threads is told to wait before it retries.
+RETRY_AFTER_BUSY = "1"
 
 
 def declared_body_size(scope: Scope) -> int | None:
@@ -186,7 +190,9 @@ class ASGIHandler(django_asgi.ASGIHandler):
 
     def __init__(self) -> None:
         # Validates ASGI_BRIDGE at startup, so a typo fails loudly before the first request.
-        bridge_settings()
+        config = bridge_settings()
+        if config.metrics_log_interval is not None:
+            metrics.log_metrics_every(config.metrics_log_interval)
         self.sync_handler = self.load_sync_chain()
         if self.sync_handler is None:
             # Django's async chain. Not built beside the sync chain, which would instantiate
@@ -221,11 +227,12 @@ class ASGIHandler(django_asgi.ASGIHandler):
     @cached_property
     def background(self) -> BackgroundWork:
         """The after_response() work this application has started."""
-        return BackgroundWork(self.request_threads)
+        return BackgroundWork()
 
     def request_threads(self) -> RequestThreadPool:
         """The pool whose threads run the sync code of requests."""
-        return request_threads(bridge_settings().threads)
+        config = bridge_settings()
+        return request_threads(config.threads, config.thread_wait_timeout, config.thread_queue_size)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -303,13 +310,21 @@ class ASGIHandler(django_asgi.ASGIHandler):
         """Run the request through Django and send the response it gives."""
         if self.visits_thread_once():
             # One visit to the request's thread: signal, request, middleware and sync view.
-            await self._respond_in_thread(scope, body_file, cycle)
+            try:
+                await self._respond_in_thread(scope, body_file, cycle)
+            except ThreadUnavailable as refusal:
+                await self.answer_busy(scope, channel, cycle, refusal)
+                return
             if cycle.pending is not None:
                 # An async view: awaited here, then the chain's second half in a second visit.
                 await self.await_view(cycle)
             channel.finish_on_thread = partial(self.close_on_thread, cycle)
         else:
-            await start_in_thread(cycle, self.__class__)
+            try:
+                await start_in_thread(cycle, self.__class__)
+            except ThreadUnavailable as refusal:
+                await self.answer_busy(scope, channel, cycle, refusal)
+                return
             request, error_response = self.create_request(scope, body_file)
             if request is None:
                 cycle.response = self.prepare_response(cast(HttpResponseBase, error_response))
@@ -317,6 +332,23 @@ class ASGIHandler(django_asgi.ASGIHandler):
                 cycle.response = await self.run_get_response(cast(ASGIRequest, request))
         assert cycle.response is not None
         await self.send_response(cycle.response, channel)
+
+    async def answer_busy(
+        self, scope: Scope, channel: ResponseChannel, cycle: RequestCycle, refusal: Exception
+    ) -> None:
+        """503 for a request that got no thread: Django never saw it, so no signal fires."""
+        cycle.closed = True
+        logger.warning(
+            "Service Unavailable: %s (%s %s)",
+            refusal,
+            scope.get("method"),
+            scope.get("path"),
+            extra={"status_code": 503},
+        )
+        response = HttpResponse("503 Service Unavailable", status=503)
+        response["Retry-After"] = RETRY_AFTER_BUSY
+        metrics.busy_responses.value += 1
+        await self.send_response(response, channel)
 
     def respond_in_thread(self, scope: Scope, body_file: IO[bytes], cycle: RequestCycle) -> None:
         """What a WSGI handler does for a request, except sending: runs on the request's thread.
@@ -341,7 +373,7 @@ class ASGIHandler(django_asgi.ASGIHandler):
         pending = cycle.pending
         assert pending is not None
         try:
-            with sync_calls_on_request_thread():
+            async with sync_calls_on_request_thread():
                 result = await pending.view
         except Exception as error:
             await self._resume_in_thread(cycle, None, error)
@@ -527,7 +559,11 @@ class ASGIHandler(django_asgi.ASGIHandler):
         request_finished (from closing it)."""
         cycle = RequestCycle(scope)
         try:
-            await start_in_thread(cycle, self.__class__)
+            try:
+                await start_in_thread(cycle, self.__class__)
+            except ThreadUnavailable:
+                # The rejection says more than a 503 would; Django never saw the request.
+                cycle.closed = True
             cycle.response = self.prepare_response(response)
             await self.send_response(response, channel)
         except RequestAborted:

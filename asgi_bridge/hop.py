@@ -12,10 +12,12 @@ hands the result back with a single ``call_soon_threadsafe``.
 on the request's thread: what ``async_to_sync`` does, except that the waiting thread keeps
 running the request's jobs from the queue it already has, where the outcome arrives too.
 
-Both use ``asgiref.sync._restore_context``, which every asgiref release since 3.3 has had and
-which ``sync_to_async`` itself calls on both sides: it is what moves ``Local`` data between
-threads in asgiref 3.11 and later. Where it is missing, ``AVAILABLE`` is false and callers use
-``sync_to_async``.
+Both use asgiref internals, taken from ``asgiref_compat``: ``_restore_context``, which
+``sync_to_async`` itself calls on both sides (it is what moves ``Local`` data between threads
+in asgiref 3.12 and later), and ``SyncToAsync.threadlocal``; ``call_on_loop`` also uses
+``AsyncToSync.executors``. Where they are missing, ``AVAILABLE`` (``call_on_thread``) or
+``LOOP_AVAILABLE`` (``call_on_loop``) is false and callers use ``sync_to_async`` or
+``async_to_sync``.
 """
 
 from __future__ import annotations
@@ -28,21 +30,24 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, Protocol, TypeVar, cast
 
-from asgiref import sync as asgiref_sync
-from asgiref.sync import AsyncToSync, SyncToAsync
+from . import asgiref_compat
 
 T = TypeVar("T")
 
-_restore_context: Callable[[contextvars.Context], None] | None = getattr(
-    asgiref_sync, "_restore_context", None
-)
+# Module globals, looked up on each call: tests replace them.
+_restore_context = asgiref_compat.restore_context
 # What async_to_sync, called in the function, reads to reach this loop.
-AVAILABLE = _restore_context is not None and hasattr(SyncToAsync, "threadlocal")
+_threadlocal = asgiref_compat.sync_to_async_threadlocal
+# Where thread-sensitive sync_to_async calls go while a thread waits in async_to_sync.
+_executors = asgiref_compat.async_to_sync_executors
+AVAILABLE = asgiref_compat.CALL_ON_THREAD_AVAILABLE
+LOOP_AVAILABLE = asgiref_compat.CALL_ON_LOOP_AVAILABLE
 
 
 class Runner(Protocol):
-    def run_soon(self, job: Callable[[], None]) -> None:
-        """Run ``job`` on the thread, after the jobs already queued there."""
+    def run_soon(self, job: Callable[[], None], refuse: Callable[[BaseException], None]) -> None:
+        """Run ``job`` on the thread, after the jobs already queued there; or, if the thread
+        cannot be had, call ``refuse`` with the reason."""
 
 
 class Trip(Generic[T]):
@@ -85,7 +90,8 @@ class Trip(Generic[T]):
         """On the thread."""
         if self.abandoned:
             return  # Cancelled before the thread came to it, so it never starts.
-        local = SyncToAsync.threadlocal
+        local = _threadlocal
+        assert local is not None
         local.main_event_loop = self.loop
         local.main_event_loop_pid = os.getpid()
         local.task_context = self.task_context
@@ -110,6 +116,11 @@ class Trip(Generic[T]):
             except BaseException:
                 return self.func(*self.args, **self.kwargs)
         return self.func(*self.args, **self.kwargs)
+
+    def refuse(self, error: BaseException) -> None:
+        """From any thread: the call never starts; the caller gets ``error``."""
+        self.abandoned = True
+        self.report(False, error)
 
     def report(self, ok: bool, value: Any) -> None:
         # A closed loop raises RuntimeError: nobody is left waiting.
@@ -156,7 +167,7 @@ async def call_on_thread(
     """``await sync_to_async(func, executor=...)(*args, **kwargs)``, with the runner's thread."""
     assert _restore_context is not None
     trip: Trip[T] = Trip(asyncio.get_running_loop(), func, args, kwargs)
-    runner.run_soon(trip.run)
+    runner.run_soon(trip.run, trip.refuse)
     try:
         return await trip.future
     except asyncio.CancelledError:
@@ -213,7 +224,7 @@ class LoopTrip(Generic[T]):
         self.exc_info = sys.exc_info()
         # The hop that brought this thread here cancels what it finds in this list.
         self.task_context: list[asyncio.Task[Any]] | None = getattr(
-            SyncToAsync.threadlocal, "task_context", None
+            _threadlocal, "task_context", None
         )
         self.outcome: tuple[bool, Any] = (False, None)
 
@@ -268,8 +279,8 @@ def call_on_loop(
     this thread meanwhile (through ``waiter``), the context is copied to the loop and back, and
     a cancel of the hop that brought this thread here goes on to ``func``.
     """
-    assert _restore_context is not None
-    executors = AsyncToSync.executors
+    executors = _executors
+    assert _restore_context is not None and executors is not None
     outer = getattr(executors, "current", None)
     executors.current = waiter
     try:

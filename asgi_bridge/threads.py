@@ -13,35 +13,41 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextvars
-import inspect
 import itertools
 import logging
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from contextlib import AbstractAsyncContextManager, contextmanager, nullcontext
+from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass
 from queue import SimpleQueue
 from typing import Any, TypeVar, cast
 
-from asgiref.sync import (
-    AsyncToSync,
-    SyncToAsync,
-    ThreadSensitiveContext,
-    async_to_sync,
-    sync_to_async,
-)
+from asgiref.sync import ThreadSensitiveContext, async_to_sync, sync_to_async
 
 from . import hop
+from .asgiref_compat import (
+    CONTEXT_TAKES_EXECUTOR,
+    EXECUTOR_CONTEXT_AVAILABLE,
+    LEGACY_EXECUTOR_CONTEXT_AVAILABLE,
+    LegacyExecutorContext,
+    async_to_sync_executors,
+    context_executor,
+    loop_thread_executors,
+    sync_to_async_threadlocal,
+)
+from .exceptions import ThreadQueueFull, ThreadWaitTimeout
 
 logger = logging.getLogger("asgi_bridge")
 
 T = TypeVar("T")
 
 # A job is (future, function, args, kwargs), the future None for a job that reports its own
-# outcome (run_soon); _RELEASE ends a request's turn on a thread.
+# outcome (run_soon), whose args then hold what to call if it is refused; _RELEASE ends a
+# request's turn on a thread.
 Job = tuple["Future[Any] | None", Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 _RELEASE = object()
 # Tells an idle pooled thread to exit; only the pool's shutdown sends it.
@@ -71,15 +77,23 @@ class RequestExecutor(Executor):
         self._thread_ident: int | None = None
         # The thread that last ran this request's jobs, lent again first if it is idle.
         self.last_thread: PooledThread | None = None
+        # Whether a job of this request has run: a request whose Django code has started is
+        # never refused a thread, only one still waiting for its first.
+        self.started = False
+        # When it last began to wait for a thread (the pool's clock).
+        self.waiting_since = 0.0
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         future: Future[T] = Future()
         self._queue((future, fn, args, kwargs))
         return future
 
-    def run_soon(self, job: Callable[[], None]) -> None:
-        """Queue ``job``, which reports its outcome itself: no future, cheaper than ``submit``."""
-        self._queue((None, job, (), {}))
+    def run_soon(self, job: Callable[[], None], refuse: Callable[[BaseException], None]) -> None:
+        """Queue ``job``, which reports its outcome itself: no future, cheaper than ``submit``.
+
+        ``refuse`` reports the error instead if the request gets no thread (ThreadUnavailable).
+        """
+        self._queue((None, job, (refuse,), {}))
 
     def _queue(self, job: Job) -> None:
         with self._lock:
@@ -106,6 +120,7 @@ class RequestExecutor(Executor):
     def run_jobs(self, worker: PooledThread) -> None:
         """On the lent thread: run this request's jobs until the queue is empty or released."""
         self._thread_ident = threading.get_ident()
+        self.started = True
         pool = self._pool
         while (job := self._jobs.get()) is not _RELEASE:
             run_job(cast(Job, job))
@@ -142,6 +157,22 @@ class RequestExecutor(Executor):
     def wake(self, marker: object) -> None:
         """From any thread: end the ``run_jobs_until(marker)`` under way."""
         self._jobs.put(marker)
+
+    def refuse(self, error: BaseException) -> None:
+        """No thread for this request: fail its queued jobs with ``error``. The pool has taken
+        it out of its waiting line; a job queued later asks for a thread again."""
+        with self._lock:
+            refused: list[Job] = []
+            while not self._jobs.empty():
+                job = self._jobs.get()
+                if job is not _RELEASE:
+                    refused.append(cast(Job, job))
+            self._bound = False
+        for future, _, args, _ in refused:
+            if future is None:
+                args[0](error)
+            elif future.set_running_or_notify_cancel():
+                future.set_exception(error)
 
     def unbind_if_idle(self, worker: PooledThread) -> bool:
         """Let the thread go if no job is queued; the pool holds its lock while asking."""
@@ -201,6 +232,28 @@ def _never() -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class PoolStats:
+    """The thread pool as ``RequestThreadPool.stats()`` finds it, and its counters so far."""
+
+    max_threads: int
+    busy_limit: int
+    # Threads started and kept; lent to a request; idle.
+    threads: int
+    busy: int
+    idle: int
+    # Requests waiting for a thread now, and the most allowed (None: no limit).
+    waiting: int
+    queue_size: int | None
+    # Requests that had to wait, and their waits added up and the longest, in seconds.
+    waits: int
+    wait_seconds: float
+    longest_wait: float
+    # Requests refused a thread: none came free within the wait timeout; the queue was full.
+    timeouts: int
+    queue_full: int
+
+
 def default_busy_limit() -> int:
     """How many threads requests keep busy while the busy ones keep coming back: the cores and
     four more, as ``ThreadPoolExecutor`` sizes itself."""
@@ -235,10 +288,14 @@ class RequestThreadPool:
         keeps_thread: Callable[[], bool] | None = None,
         busy_limit: int | None = None,
         starved_after: float = STARVED_AFTER,
+        wait_timeout: float | None = None,
+        queue_size: int | None = None,
     ) -> None:
         if max_threads < 1:
             raise ValueError("max_threads must be at least 1")
         self.max_threads = max_threads
+        self.wait_timeout = wait_timeout
+        self.queue_size = queue_size
         self.busy_limit = min(max_threads, busy_limit or default_busy_limit())
         self.starved_after = starved_after
         self._on_thread_exit = on_thread_exit
@@ -251,6 +308,20 @@ class RequestThreadPool:
         # When a thread last came back, or the pool last lent past its busy limit.
         self._progress = time.monotonic()
         self._watch: threading.Condition | None = None
+        self._waits = 0
+        self._wait_seconds = 0.0
+        self._longest_wait = 0.0
+        self._timeouts = 0
+        self._queue_full = 0
+
+    def configured_as(
+        self, max_threads: int, wait_timeout: float | None, queue_size: int | None
+    ) -> bool:
+        return (
+            self.max_threads == max_threads
+            and self.wait_timeout == wait_timeout
+            and self.queue_size == queue_size
+        )
 
     def executor(self) -> RequestExecutor:
         """A new request's executor; it takes a thread only when it is first given work."""
@@ -269,16 +340,52 @@ class RequestThreadPool:
         """Threads lent to a request: every thread not idle."""
         return len(self._threads) - len(self._idle)
 
+    def stats(self) -> PoolStats:
+        """The pool's state and counters, read under its lock."""
+        with self._lock:
+            return PoolStats(
+                max_threads=self.max_threads,
+                busy_limit=self.busy_limit,
+                threads=len(self._threads),
+                busy=self.busy_count,
+                idle=len(self._idle),
+                waiting=len(self._waiting),
+                queue_size=self.queue_size,
+                waits=self._waits,
+                wait_seconds=self._wait_seconds,
+                longest_wait=self._longest_wait,
+                timeouts=self._timeouts,
+                queue_full=self._queue_full,
+            )
+
     def lend_thread(self, executor: RequestExecutor) -> None:
         with self._lock:
             worker = self._free_thread(executor) if self.busy_count < self.busy_limit else None
             if worker is None:
-                if not self._waiting:
-                    # The wait is measured from now, not from a quiet spell before it.
-                    self._progress = time.monotonic()
-                self._waiting.append(executor)
-                self._watch_waiting()
-                return
+                full = self.queue_size is not None and len(self._waiting) >= self.queue_size
+                if full and not executor.started:
+                    self._queue_full += 1
+                else:
+                    now = time.monotonic()
+                    if not self._waiting:
+                        # The wait is measured from now, not from a quiet spell before it.
+                        self._progress = now
+                    executor.waiting_since = now
+                    self._waits += 1
+                    self._waiting.append(executor)
+                    self._watch_waiting()
+                    return
+        if worker is None:
+            executor.refuse(ThreadQueueFull(cast(int, self.queue_size)))
+        else:
+            worker.hand(executor)
+
+    def _hand_waiting(self, worker: PooledThread) -> None:
+        """Lend ``worker`` to the request that has waited longest. Holds the lock."""
+        executor = self._waiting.popleft()
+        waited = time.monotonic() - executor.waiting_since
+        self._wait_seconds += waited
+        self._longest_wait = max(self._longest_wait, waited)
         worker.hand(executor)
 
     def _free_thread(self, executor: RequestExecutor | None = None) -> PooledThread | None:
@@ -318,7 +425,7 @@ class RequestThreadPool:
         """Hand a returning thread to the next waiting request, or make it idle. Holds the lock."""
         self._progress = time.monotonic()
         if self._waiting:
-            worker.hand(self._waiting.popleft())
+            self._hand_waiting(worker)
         elif self._closed:
             worker.hand(_EXIT)
         else:
@@ -329,28 +436,63 @@ class RequestThreadPool:
         if self._watch is None:
             self._watch = threading.Condition(self._lock)
             threading.Thread(
-                target=self._relieve_starvation, name="asgi_bridge-pool-watch", daemon=True
+                target=self._look_after_waiting, name="asgi_bridge-pool-watch", daemon=True
             ).start()
         else:
             self._watch.notify()
 
-    def _relieve_starvation(self) -> None:
+    def _look_after_waiting(self) -> None:
+        """The watcher thread: refuses the requests that waited too long, outside the lock."""
+        while True:
+            with self._lock:
+                expired = self._next_expired()
+            if expired is None:
+                return
+            assert self.wait_timeout is not None
+            for executor in expired:
+                executor.refuse(ThreadWaitTimeout(self.wait_timeout, self.max_threads))
+
+    def _next_expired(self) -> list[RequestExecutor] | None:
         """While requests wait: if no thread came back for ``starved_after``, lend past the
-        busy limit, one thread per waiting request, up to ``max_threads``."""
+        busy limit, one thread per waiting request, up to ``max_threads``; return the requests
+        that have waited ``wait_timeout`` for their first thread. None once the pool is closed.
+        Holds the lock, which waiting on the condition lets go of meanwhile."""
         watch = self._watch
         assert watch is not None
-        with self._lock:
-            while not self._closed:
-                if not self._waiting:
-                    watch.wait()
-                    continue
-                quiet = time.monotonic() - self._progress
-                if quiet < self.starved_after:
-                    watch.wait(self.starved_after - quiet)
-                    continue
-                self._progress = time.monotonic()
+        while not self._closed:
+            if not self._waiting:
+                watch.wait()
+                continue
+            now = time.monotonic()
+            expired = self._take_expired(now)
+            if expired:
+                return expired
+            quiet = now - self._progress
+            if quiet >= self.starved_after:
+                self._progress = now
                 while self._waiting and (worker := self._free_thread()):
-                    worker.hand(self._waiting.popleft())
+                    self._hand_waiting(worker)
+                continue
+            pause = self.starved_after - quiet
+            first = next((each for each in self._waiting if not each.started), None)
+            if first is not None and self.wait_timeout is not None:
+                pause = min(pause, first.waiting_since + self.wait_timeout - now)
+            watch.wait(max(pause, 0.0))
+        return None
+
+    def _take_expired(self, now: float) -> list[RequestExecutor]:
+        """Take the requests that waited ``wait_timeout`` for their first thread out of the
+        line. Holds the lock."""
+        if self.wait_timeout is None:
+            return []
+        deadline = now - self.wait_timeout
+        expired = [
+            each for each in self._waiting if not each.started and each.waiting_since <= deadline
+        ]
+        if expired:
+            self._waiting = deque(each for each in self._waiting if each not in expired)
+            self._timeouts += len(expired)
+        return expired
 
     def thread_exited(self, worker: PooledThread) -> None:
         try:
@@ -378,40 +520,18 @@ class RequestThreadPool:
                 worker.thread.join(max(0.0, deadline - time.monotonic()))
 
 
-# asgiref 3.13 added ThreadSensitiveContext(executor=...). Older versions look the executor up
-# in SyncToAsync.context_to_thread_executor, so registering it there works the same way; they
-# also shut it down on exit, which would end the request early when the context covers only
-# part of it, so the registration is taken back first: the caller owns the executor, as on 3.13.
-_CONTEXT_TAKES_EXECUTOR = "executor" in inspect.signature(ThreadSensitiveContext).parameters
-
-
-class _LegacyExecutorContext(ThreadSensitiveContext):
-    def __init__(self, executor: Executor) -> None:
-        super().__init__()
-        self._given_executor = executor
-        self._hidden_executor: Any = None
-
-    async def __aenter__(self) -> ThreadSensitiveContext:
-        await super().__aenter__()  # type: ignore[no-untyped-call]
-        if self.token is not None:
-            SyncToAsync.context_to_thread_executor[self] = self._given_executor
-            # As asgiref 3.13 does: an enclosing async_to_sync's thread would take precedence.
-            self._hidden_executor = getattr(AsyncToSync.executors, "current", None)
-            AsyncToSync.executors.current = None
-        return self
-
-    async def __aexit__(self, exc: object, value: object, tb: object) -> None:
-        if self.token is not None:
-            AsyncToSync.executors.current = self._hidden_executor
-            SyncToAsync.context_to_thread_executor.pop(self, None)
-        await super().__aexit__(exc, value, tb)  # type: ignore[no-untyped-call]
-
-
 def executor_context(executor: Executor) -> ThreadSensitiveContext:
-    """A thread-sensitive context whose sync_to_async calls all run on ``executor``."""
-    if _CONTEXT_TAKES_EXECUTOR:
-        return ThreadSensitiveContext(executor=executor)  # type: ignore[call-arg,unused-ignore]
-    return _LegacyExecutorContext(executor)
+    """A thread-sensitive context whose sync_to_async calls all run on ``executor``.
+
+    Where asgiref cannot be told the executor (not EXECUTOR_CONTEXT_AVAILABLE), a plain one:
+    its calls then run on a thread asgiref picks, and so do the request's own (on_request_thread).
+    """
+    # The ignores: before asgiref 3.13 there is no such argument, and no annotation.
+    if CONTEXT_TAKES_EXECUTOR:
+        return ThreadSensitiveContext(executor=executor)  # type: ignore[call-arg,no-untyped-call,unused-ignore]
+    if LEGACY_EXECUTOR_CONTEXT_AVAILABLE:
+        return LegacyExecutorContext(executor)
+    return ThreadSensitiveContext()  # type: ignore[no-untyped-call,unused-ignore]
 
 
 # The executor of the request whose task is running; set by the handler for each request.
@@ -438,7 +558,9 @@ def on_request_thread(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
 
     Unlike a thread-sensitive ``sync_to_async``, it needs no ``ThreadSensitiveContext`` to find
     that thread, and entering one costs a request about as much as the hop itself. Outside a
-    request it falls back to the thread-sensitive call.
+    request it falls back to the thread-sensitive call; so it does where thread-sensitive calls
+    cannot be sent to the request's thread (not EXECUTOR_CONTEXT_AVAILABLE), to keep sharing
+    the thread that Django's own calls get.
     """
     # asgiref's annotation asks for a ThreadPoolExecutor; it only ever calls submit().
     executor = cast(ThreadPoolExecutor, _current_request_executor)
@@ -447,7 +569,7 @@ def on_request_thread(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
 
     async def call(*args: Any, **kwargs: Any) -> T:
         executor = request_executor.get()
-        if executor is None:
+        if executor is None or not EXECUTOR_CONTEXT_AVAILABLE:
             return await thread_sensitive(*args, **kwargs)
         if hop.AVAILABLE and type(executor) is RequestExecutor:
             return await hop.call_on_thread(executor, func, args, kwargs)
@@ -466,8 +588,8 @@ def from_request_thread(func: Callable[..., Awaitable[T]]) -> Callable[..., T]:
 
     def call(*args: Any, **kwargs: Any) -> T:
         executor = request_executor.get()
-        if hop.AVAILABLE and type(executor) is RequestExecutor and executor.runs_here():
-            local = SyncToAsync.threadlocal
+        if hop.LOOP_AVAILABLE and type(executor) is RequestExecutor and executor.runs_here():
+            local = sync_to_async_threadlocal
             loop = getattr(local, "main_event_loop", None)
             if (
                 loop is not None
@@ -480,18 +602,35 @@ def from_request_thread(func: Callable[..., Awaitable[T]]) -> Callable[..., T]:
     return call
 
 
-@contextmanager
-def sync_calls_on_request_thread() -> Iterator[None]:
+class _SyncCallsOnExecutor:
+    """Sets ``AsyncToSync.executors.current`` to the request's executor while entered."""
+
+    __slots__ = ("outer",)
+
+    async def __aenter__(self) -> None:
+        executors = async_to_sync_executors
+        assert executors is not None
+        self.outer = getattr(executors, "current", None)
+        executors.current = request_executor.get()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert async_to_sync_executors is not None
+        async_to_sync_executors.current = self.outer
+
+
+def sync_calls_on_request_thread() -> AbstractAsyncContextManager[object]:
     """Inside it, this task's thread-sensitive ``sync_to_async`` calls run on the request's
-    thread: what ``async_to_sync`` arranges for the coroutine it runs, and cheaper than
-    entering a ``ThreadSensitiveContext``. For an async view awaited by the handler."""
-    executors = AsyncToSync.executors
-    outer = getattr(executors, "current", None)
-    executors.current = request_executor.get()
-    try:
-        yield
-    finally:
-        executors.current = outer
+    thread. For an async view awaited by the handler.
+
+    Through ``AsyncToSync.executors``, as ``async_to_sync`` arranges it for the coroutine it
+    runs: cheaper than entering a ``ThreadSensitiveContext``, which is the way where that
+    internal is missing. Where asgiref cannot be told the request's thread at all (no
+    EXECUTOR_CONTEXT_AVAILABLE), on_request_thread lets asgiref pick it, and so does this."""
+    if not EXECUTOR_CONTEXT_AVAILABLE:
+        return nullcontext()
+    if async_to_sync_executors is not None:
+        return _SyncCallsOnExecutor()
+    return request_thread_context()
 
 
 def request_thread_context() -> AbstractAsyncContextManager[object]:
@@ -501,10 +640,7 @@ def request_thread_context() -> AbstractAsyncContextManager[object]:
     enters for a whole request when it uses Django's async chain.
     """
     executor = request_executor.get()
-    if executor is None:
-        return nullcontext()
-    current = SyncToAsync.thread_sensitive_context.get(None)
-    if current is not None and SyncToAsync.context_to_thread_executor.get(current) is executor:
+    if executor is None or context_executor() is executor:
         return nullcontext()
     return executor_context(executor)
 
@@ -517,11 +653,16 @@ def caller_thread_executor() -> Executor | None:
     an application started in a fresh context (asgiref's ApplicationCommunicator) does not see
     it, and neither does anything under a server, which never calls through async_to_sync.
     """
+    if async_to_sync_executors is None:
+        return None
     # The cheap test first: a server's event loop is never one that async_to_sync started, and
     # looking up a missing asgiref Local attribute costs several microseconds.
-    if asyncio.get_running_loop() not in AsyncToSync.loop_thread_executors:
+    if (
+        loop_thread_executors is not None
+        and asyncio.get_running_loop() not in loop_thread_executors
+    ):
         return None
-    executor: Executor | None = getattr(AsyncToSync.executors, "current", None)
+    executor: Executor | None = getattr(async_to_sync_executors, "current", None)
     return executor
 
 
@@ -547,19 +688,25 @@ def thread_in_transaction() -> bool:
     )
 
 
-def request_threads(max_threads: int) -> RequestThreadPool:
-    """The process's pool, created on first use; a new size replaces it (override_settings)."""
+def request_threads(
+    max_threads: int, wait_timeout: float | None = None, queue_size: int | None = None
+) -> RequestThreadPool:
+    """The process's pool, created on first use; other settings replace it (override_settings)."""
     global _pool
     pool = _pool
-    if pool is not None and pool.max_threads == max_threads:
+    if pool is not None and pool.configured_as(max_threads, wait_timeout, queue_size):
         # Every request asks: the lock is only needed to create or replace the pool.
         return pool
     with _pool_lock:
-        if _pool is None or _pool.max_threads != max_threads:
+        if _pool is None or not _pool.configured_as(max_threads, wait_timeout, queue_size):
             old, _pool = (
                 _pool,
                 RequestThreadPool(
-                    max_threads, close_thread_connections, keeps_thread=thread_in_transaction
+                    max_threads,
+                    close_thread_connections,
+                    keeps_thread=thread_in_transaction,
+                    wait_timeout=wait_timeout,
+                    queue_size=queue_size,
                 ),
             )
             if old is not None:

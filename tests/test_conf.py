@@ -118,3 +118,58 @@ class ThreadsSettingTests(SimpleTestCase):
                 ),
             ):
                 parse_settings({"THREADS": value})
+
+
+class BackgroundSettingsTests(SimpleTestCase):
+    def test_defaults_and_valid(self) -> None:
+        self.assertEqual(parse_settings({}).background_threads, 4)
+        self.assertEqual(parse_settings({}).background_queue_size, 1000)
+        self.assertEqual(parse_settings({"BACKGROUND_THREADS": 1}).background_threads, 1)
+        self.assertEqual(parse_settings({"BACKGROUND_QUEUE_SIZE": 5}).background_queue_size, 5)
+
+    def test_bad_values_named(self) -> None:
+        for key in ("BACKGROUND_THREADS", "BACKGROUND_QUEUE_SIZE"):
+            for value in (0, -2, None, "8", 2.0, True):
+                with (
+                    self.subTest(key=key, value=value),
+                    self.assertRaisesMessage(
+                        ImproperlyConfigured, f"ASGI_BRIDGE[{key!r}] must be a positive integer"
+                    ),
+                ):
+                    parse_settings({key: value})
+
+
+class ThreadPoolSettingsTests(SimpleTestCase):
+    def test_defaults(self) -> None:
+        config = parse_settings({})
+        self.assertEqual(config.thread_wait_timeout, 10.0)
+        self.assertEqual(config.thread_queue_size, 1000)
+        self.assertIsNone(config.metrics_log_interval)
+
+    def test_values_and_none(self) -> None:
+        config = parse_settings(
+            {"THREAD_WAIT_TIMEOUT": 2, "THREAD_QUEUE_SIZE": 50, "METRICS_LOG_INTERVAL": 60}
+        )
+        self.assertEqual(
+            (config.thread_wait_timeout, config.thread_queue_size, config.metrics_log_interval),
+            (2.0, 50, 60.0),
+        )
+        config = parse_settings({"THREAD_WAIT_TIMEOUT": None, "THREAD_QUEUE_SIZE": None})
+        self.assertIsNone(config.thread_wait_timeout)
+        self.assertIsNone(config.thread_queue_size)
+
+    def test_bad_values_named(self) -> None:
+        cases = [
+            ("THREAD_WAIT_TIMEOUT", "a positive number of seconds or None", (0, -1, "5", True)),
+            ("THREAD_QUEUE_SIZE", "a positive integer or None", (0, -1, 1.5, "10", True)),
+            ("METRICS_LOG_INTERVAL", "a positive number of seconds or None", (0, "60", False)),
+        ]
+        for key, expected, values in cases:
+            for value in values:
+                with (
+                    self.subTest(key=key, value=value),
+                    self.assertRaisesMessage(
+                        ImproperlyConfigured, f"ASGI_BRIDGE[{key!r}] must be {expected}"
+                    ),
+                ):
+                    parse_settings({key: value})

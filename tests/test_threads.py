@@ -16,6 +16,7 @@ from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.db import transaction
 from django.test import SimpleTestCase, TransactionTestCase
 
+from asgi_bridge.exceptions import ThreadQueueFull, ThreadWaitTimeout
 from asgi_bridge.threads import (
     RequestExecutor,
     RequestThreadPool,
@@ -518,3 +519,87 @@ class ForkTests(SimpleTestCase):
         )
         self.assertEqual(finished.returncode, 0, finished.stderr)
         self.assertRegex(finished.stdout.strip(), r"^child ran on asgi_bridge-\d+$")
+
+
+class BoundedWaitTests(PoolTestCase):
+    """A request waits a bounded time, in a bounded line, for its first thread."""
+
+    def blocked_pool(self, **options: Any) -> tuple[RequestThreadPool, threading.Event]:
+        """A one-thread pool whose thread is held until the returned event is set."""
+        pool = RequestThreadPool(1, **options)
+        self.addCleanup(pool.shutdown)
+        started, release = threading.Event(), threading.Event()
+        self.addCleanup(release.set)
+        holder = pool.executor()
+        holder.submit(lambda: started.set() or release.wait(WAIT))
+        self.addCleanup(holder.release)
+        started.wait(WAIT)
+        return pool, release
+
+    def test_a_request_that_gets_no_thread_in_time_is_refused(self) -> None:
+        pool, release = self.blocked_pool(wait_timeout=0.05)
+        waiting = pool.executor()
+        future = waiting.submit(current_thread)
+        with self.assertRaises(ThreadWaitTimeout) as refused:
+            future.result(WAIT)
+        self.assertIn("ASGI_BRIDGE['THREAD_WAIT_TIMEOUT']", str(refused.exception))
+        stats = pool.stats()
+        self.assertEqual((stats.timeouts, stats.waiting, stats.waits), (1, 0, 1))
+        # The request may ask again: it waits in line anew.
+        release.set()
+        self.assertIsNotNone(waiting.submit(current_thread).result(WAIT))
+        waiting.release()
+
+    def test_a_refused_run_soon_job_reports_the_refusal(self) -> None:
+        pool, _ = self.blocked_pool(wait_timeout=0.05)
+        refusals: Future[BaseException] = Future()
+        pool.executor().run_soon(lambda: None, refusals.set_result)
+        self.assertIsInstance(refusals.result(WAIT), ThreadWaitTimeout)
+
+    def test_a_request_whose_code_has_started_is_never_refused(self) -> None:
+        pool = RequestThreadPool(1, wait_timeout=0.05)
+        self.addCleanup(pool.shutdown)
+        request = pool.executor()
+        thread = request.submit(current_thread).result(WAIT)
+        wait_until(lambda: pool.idle_count == 1)
+        started, release = threading.Event(), threading.Event()
+        holder = pool.executor()
+        holder.submit(lambda: started.set() or release.wait(WAIT))
+        started.wait(WAIT)
+        later = request.submit(current_thread)
+        # Several times the wait timeout: a request past its first job still waits.
+        time.sleep(0.3)
+        self.assertFalse(later.done())
+        release.set()
+        self.assertIs(later.result(WAIT), thread)
+        self.assertEqual(pool.stats().timeouts, 0)
+        holder.release()
+        request.release()
+
+    def test_a_full_queue_refuses_at_once(self) -> None:
+        pool, release = self.blocked_pool(queue_size=1)
+        first = pool.executor()
+        waiting = first.submit(current_thread)
+        second = pool.executor()
+        with self.assertRaises(ThreadQueueFull) as refused:
+            second.submit(current_thread).result(WAIT)
+        self.assertIn("ASGI_BRIDGE['THREAD_QUEUE_SIZE']", str(refused.exception))
+        stats = pool.stats()
+        self.assertEqual((stats.queue_full, stats.waiting), (1, 1))
+        release.set()
+        self.assertIsNotNone(waiting.result(WAIT))
+        first.release()
+        second.release()
+
+    def test_waits_are_counted(self) -> None:
+        pool, release = self.blocked_pool()
+        waiting = pool.executor()
+        future = waiting.submit(current_thread)
+        wait_until(lambda: pool.stats().waiting == 1)
+        release.set()
+        future.result(WAIT)
+        stats = pool.stats()
+        self.assertEqual((stats.waits, stats.waiting, stats.timeouts), (1, 0, 0))
+        self.assertGreater(stats.wait_seconds, 0)
+        self.assertEqual(stats.longest_wait, stats.wait_seconds)
+        waiting.release()

@@ -116,6 +116,13 @@ def blocking(request: HttpRequest) -> HttpResponse:
     return HttpResponse("released")
 
 
+async def async_handoff(request: HttpRequest) -> HttpResponse:
+    """Sets observed["async_started"], then waits for observed["async_release"] (asyncio)."""
+    observed["async_started"].set()
+    await observed["async_release"].wait()
+    return HttpResponse("through the gate")
+
+
 def meeting(request: HttpRequest) -> HttpResponse:
     """Returns once as many requests as the barrier expects are in their views at once."""
     observed.setdefault("meeting_threads", []).append(threading.get_ident())
@@ -291,6 +298,7 @@ urlpatterns = [
     path("async/", async_hello),
     path("blocking/", blocking),
     path("meeting/", meeting),
+    path("async/handoff/", async_handoff),
     path("async/waiting/", async_waiting),
     path("stream/sync/", sync_stream),
     path("stream/async/", async_stream),

@@ -32,7 +32,7 @@ from .conftest import (
 LIFESPAN_SERVERS = ["uvicorn", "granian", "hypercorn"]
 # How long to wait for something a server process does on its own (log a line, exit).
 WAIT_TIMEOUT = 20.0
-DRAIN_MESSAGE = "Waiting for 1 after_response() task(s) to finish"
+DRAIN_MESSAGE = "Waiting for 1 after_response() job(s) to finish"
 
 
 @dataclasses.dataclass
