@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from asgi_bridge.metrics import metrics_view
 from demo import views
 
 app_name = "demo"
@@ -36,6 +37,8 @@ urlpatterns = [
     path("probe/thread/", views.probe_thread, name="probe_thread"),
     path("probe/gc/", views.probe_gc, name="probe_gc"),
     path("probe/slow/", views.probe_slow, name="probe_slow"),
+    # The thread pool's metrics for Prometheus: threads busy and idle, waits, 503s.
+    path("metrics/", metrics_view, name="metrics"),
     path("probe/slow-async/", views.probe_slow_async, name="probe_slow_async"),
     path("probe/pathsend/<slug:case>/", views.probe_pathsend, name="probe_pathsend"),
 ]

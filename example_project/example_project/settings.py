@@ -10,6 +10,8 @@ Environment variables:
   it to count the connections each ASGI handler opens.
 - ``EXAMPLE_CONN_MAX_AGE`` sets the database's ``CONN_MAX_AGE`` (seconds).
 - ``EXAMPLE_THREADS`` sets ``ASGI_BRIDGE["THREADS"]``, the size of asgi_bridge's thread pool.
+- ``EXAMPLE_THREAD_WAIT_TIMEOUT`` sets ``ASGI_BRIDGE["THREAD_WAIT_TIMEOUT"]``: how long a request
+  waits for a thread before a 503.
 """
 
 import os
@@ -134,3 +136,5 @@ if os.environ.get("EXAMPLE_BODY_RECEIVE_TIMEOUT"):
     ASGI_BRIDGE["BODY_RECEIVE_TIMEOUT"] = float(os.environ["EXAMPLE_BODY_RECEIVE_TIMEOUT"])
 if os.environ.get("EXAMPLE_THREADS"):
     ASGI_BRIDGE["THREADS"] = int(os.environ["EXAMPLE_THREADS"])
+if os.environ.get("EXAMPLE_THREAD_WAIT_TIMEOUT"):
+    ASGI_BRIDGE["THREAD_WAIT_TIMEOUT"] = float(os.environ["EXAMPLE_THREAD_WAIT_TIMEOUT"])
