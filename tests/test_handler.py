@@ -17,7 +17,7 @@ from unittest import mock, skipIf
 from asgiref.testing import ApplicationCommunicator
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
-from django.test import SimpleTestCase, override_settings
+from django.test import SimpleTestCase, TransactionTestCase, override_settings
 
 from asgi_bridge import ASGIHandler, get_asgi_application, hop
 from asgi_bridge import handler as handler_module
@@ -723,3 +723,34 @@ class AsyncChainThreadModelTests(ThreadModelTests):
         self.assertIsNone(get_asgi_application().sync_handler)
         await self.request(http_scope("/async/"))
         self.assertEqual(urls.observed["middleware_threads"], [threading.get_ident()])
+
+
+@override_settings(ASGI_BRIDGE={"THREADS": 2}, MIDDLEWARE=["tests.middleware.RecordingMiddleware"])
+class TransactionAcrossAwaitsTests(ServedLikeByAServer, TransactionTestCase):
+    """An async view's sync calls may open a transaction in one call and end it in a later
+    one: its thread (and so its database connection) stays with the request meanwhile, and
+    no other request's code runs there, as with Django's thread per request."""
+
+    databases = {"default"}
+
+    async def test_the_thread_in_a_transaction_stays_with_its_request(self) -> None:
+        urls.observed.clear()
+        urls.observed.update(
+            transaction_entered=asyncio.Event(), transaction_release=asyncio.Event()
+        )
+        application = get_asgi_application()
+        communicator = ApplicationCommunicator(application, http_scope("/async/transaction/"))
+        await communicator.send_input({"type": "http.request"})
+        await asyncio.wait_for(urls.observed["transaction_entered"].wait(), 5)
+        in_transaction = urls.observed["transaction_entered_on"]
+        # Meanwhile other requests run, on the other thread only.
+        for _ in range(3):
+            other = ApplicationCommunicator(application, http_scope("/"))
+            await other.send_input({"type": "http.request"})
+            self.assertEqual(body_of(await collect_response(other)), b"Hello World!")
+            await other.wait(timeout=5)
+            self.assertNotEqual(urls.observed["view_thread"], in_transaction)
+        urls.observed["transaction_release"].set()
+        self.assertEqual(body_of(await collect_response(communicator)), b"committed")
+        await communicator.wait(timeout=5)
+        self.assertEqual(urls.observed["transaction_left_on"], in_transaction)

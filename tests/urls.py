@@ -9,6 +9,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.contrib import messages
+from django.db import transaction
 from django.http import (
     FileResponse,
     HttpRequest,
@@ -114,6 +115,25 @@ def blocking(request: HttpRequest) -> HttpResponse:
     observed["release"].wait(5)
     observed["view_returned"] = True
     return HttpResponse("released")
+
+
+async def async_transaction(request: HttpRequest) -> HttpResponse:
+    """Opens a transaction in one sync call and ends it in another, awaiting in between."""
+    atomic = transaction.atomic()
+
+    def enter() -> int:
+        atomic.__enter__()
+        return threading.get_ident()
+
+    def leave() -> int:
+        atomic.__exit__(None, None, None)
+        return threading.get_ident()
+
+    observed["transaction_entered_on"] = await sync_to_async(enter)()
+    observed["transaction_entered"].set()
+    await observed["transaction_release"].wait()
+    observed["transaction_left_on"] = await sync_to_async(leave)()
+    return HttpResponse("committed")
 
 
 async def async_handoff(request: HttpRequest) -> HttpResponse:
@@ -299,6 +319,7 @@ urlpatterns = [
     path("blocking/", blocking),
     path("meeting/", meeting),
     path("async/handoff/", async_handoff),
+    path("async/transaction/", async_transaction),
     path("async/waiting/", async_waiting),
     path("stream/sync/", sync_stream),
     path("stream/async/", async_stream),
