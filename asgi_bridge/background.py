@@ -15,10 +15,8 @@ logged to the ``asgi_bridge`` logger and never reach the client.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextvars
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -31,12 +29,7 @@ from django.db import close_old_connections
 
 from .conf import bridge_settings
 from .exceptions import BackgroundQueueFull
-from .threads import (
-    RequestThreadPool,
-    close_thread_connections,
-    executor_context,
-    thread_in_transaction,
-)
+from .threads import ProcessPool, RequestThreadPool, executor_context
 
 logger = logging.getLogger("asgi_bridge")
 
@@ -321,47 +314,15 @@ async def run_batch(batch: Batch, pool: RequestThreadPool) -> None:
         executor.release()
 
 
-_pool: RequestThreadPool | None = None
-_pool_lock = threading.Lock()
+# Busy threads at exit run work that lifespan shutdown already gave up on: exit is not held up
+# for them as long as for a request's.
+_background_pool = ProcessPool(exit_timeout=1.0)
 
 
 def background_threads(max_threads: int) -> RequestThreadPool:
     """The process's pool for sync after_response() work, apart from the requests' pool so that
-    the work never takes a thread a request needs; a new size replaces it (override_settings)."""
-    global _pool
-    pool = _pool
-    if pool is not None and pool.max_threads == max_threads:
-        return pool
-    with _pool_lock:
-        if _pool is None or _pool.max_threads != max_threads:
-            old, _pool = (
-                _pool,
-                RequestThreadPool(
-                    max_threads, close_thread_connections, keeps_thread=thread_in_transaction
-                ),
-            )
-            if old is not None:
-                old.shutdown(timeout=0)
-        return _pool
-
-
-def _forget_pool_in_child() -> None:
-    # A forked child has none of its parent's threads (see threads._forget_pool_in_child).
-    global _pool, _pool_lock
-    _pool = None
-    _pool_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool_in_child)
-
-
-@atexit.register
-def _shutdown_pool() -> None:
-    # Idle threads close their database connections. Busy ones run work that lifespan shutdown
-    # already gave up on: exit is not held up for them as long as for a request's.
-    if _pool is not None:
-        _pool.shutdown(timeout=1.0)
+    the work never takes a thread a request needs."""
+    return _background_pool.get(max_threads)
 
 
 class BackgroundWork:

@@ -666,10 +666,6 @@ def caller_thread_executor() -> Executor | None:
     return executor
 
 
-_pool: RequestThreadPool | None = None
-_pool_lock = threading.Lock()
-
-
 def close_thread_connections() -> None:
     from django.db import connections
 
@@ -688,46 +684,60 @@ def thread_in_transaction() -> bool:
     )
 
 
+class ProcessPool:
+    """One RequestThreadPool for the process: made on first use with Django's connection
+    handling, replaced when its settings change (override_settings), forgotten in a forked
+    child (which has none of its parent's threads: a pool inherited from a pre-forking server's
+    parent would hand work to nobody), and shut down at exit, when idle threads close their
+    database connections."""
+
+    def __init__(self, exit_timeout: float) -> None:
+        self._pool: RequestThreadPool | None = None
+        self._lock = threading.Lock()
+        self._exit_timeout = exit_timeout
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._forget)
+        atexit.register(self._shut_down)
+
+    def get(
+        self, max_threads: int, wait_timeout: float | None = None, queue_size: int | None = None
+    ) -> RequestThreadPool:
+        pool = self._pool
+        if pool is not None and pool.configured_as(max_threads, wait_timeout, queue_size):
+            # Every request asks: the lock is only needed to create or replace the pool.
+            return pool
+        with self._lock:
+            pool = self._pool
+            if pool is None or not pool.configured_as(max_threads, wait_timeout, queue_size):
+                old, self._pool = (
+                    pool,
+                    RequestThreadPool(
+                        max_threads,
+                        close_thread_connections,
+                        keeps_thread=thread_in_transaction,
+                        wait_timeout=wait_timeout,
+                        queue_size=queue_size,
+                    ),
+                )
+                if old is not None:
+                    old.shutdown(timeout=0)
+            assert self._pool is not None
+            return self._pool
+
+    def _forget(self) -> None:
+        self._pool = None
+        self._lock = threading.Lock()
+
+    def _shut_down(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(timeout=self._exit_timeout)
+
+
+_request_pool = ProcessPool(exit_timeout=5.0)
+
+
 def request_threads(
     max_threads: int, wait_timeout: float | None = None, queue_size: int | None = None
 ) -> RequestThreadPool:
-    """The process's pool, created on first use; other settings replace it (override_settings)."""
-    global _pool
-    pool = _pool
-    if pool is not None and pool.configured_as(max_threads, wait_timeout, queue_size):
-        # Every request asks: the lock is only needed to create or replace the pool.
-        return pool
-    with _pool_lock:
-        if _pool is None or not _pool.configured_as(max_threads, wait_timeout, queue_size):
-            old, _pool = (
-                _pool,
-                RequestThreadPool(
-                    max_threads,
-                    close_thread_connections,
-                    keeps_thread=thread_in_transaction,
-                    wait_timeout=wait_timeout,
-                    queue_size=queue_size,
-                ),
-            )
-            if old is not None:
-                old.shutdown(timeout=0)
-        return _pool
-
-
-def _forget_pool_in_child() -> None:
-    # A forked child has none of its parent's threads: a pool inherited from a parent that had
-    # served requests (a pre-forking server with the app preloaded) would hand work to nobody.
-    global _pool, _pool_lock
-    _pool = None
-    _pool_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool_in_child)
-
-
-@atexit.register
-def _shutdown_pool() -> None:
-    # Idle threads close their database connections before the interpreter goes away.
-    if _pool is not None:
-        _pool.shutdown()
+    """The process's pool for requests' sync code."""
+    return _request_pool.get(max_threads, wait_timeout, queue_size)
