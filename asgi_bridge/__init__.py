@@ -5,11 +5,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
-__all__ = ["ASGIHandler", "ASGIRequest", "__version__", "get_asgi_application"]
+__all__ = [
+    "ASGIHandler",
+    "ASGIRequest",
+    "WebSocketDisconnect",
+    "__version__",
+    "get_asgi_application",
+    "websocket",
+]
 
 if TYPE_CHECKING:
     from .handler import ASGIHandler
     from .request import ASGIRequest
+    from .websockets import WebSocketDisconnect, websocket
 
 
 def get_asgi_application() -> ASGIHandler:
@@ -32,4 +40,8 @@ def __getattr__(name: str) -> object:
         from .request import ASGIRequest
 
         return ASGIRequest
+    if name in ("websocket", "WebSocketDisconnect"):
+        from . import websockets
+
+        return getattr(websockets, name)
     raise AttributeError(f"module 'asgi_bridge' has no attribute {name!r}")

@@ -46,6 +46,12 @@ class BridgeSettings:
     thread_queue_size: int | None = DEFAULT_THREAD_QUEUE_SIZE
     # Seconds between log lines of the thread pool's metrics (asgi_bridge.metrics); None: none.
     metrics_log_interval: float | None = None
+    # Whether a WebSocket handshake's Origin is checked (asgi_bridge.websockets.handshake).
+    websocket_origin_check: bool = True
+    # Whether a handshake without an Origin header (not a browser) is allowed.
+    websocket_allow_no_origin: bool = True
+    # Origins allowed besides the request's host, ALLOWED_HOSTS and CSRF_TRUSTED_ORIGINS.
+    websocket_allowed_origins: tuple[str, ...] = ()
     # Dotted paths to async context managers run for the ASGI lifespan, in order.
     lifespan: tuple[str, ...] = ()
     # How long lifespan shutdown waits for after_response() work before cancelling it.
@@ -98,6 +104,20 @@ def _dotted_paths(key: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _origins(key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise ImproperlyConfigured(
+            f"{SETTING_NAME}[{key!r}] must be a list of origins, not {value!r}."
+        )
+    for origin in value:
+        if not isinstance(origin, str) or "://" not in origin:
+            raise ImproperlyConfigured(
+                f"{SETTING_NAME}[{key!r}] must contain origins with a scheme, such as "
+                f"'https://example.com', not {origin!r}."
+            )
+    return tuple(value)
+
+
 def _runserver_server(key: str, value: Any) -> str:
     if not isinstance(value, str) or value not in RUNSERVER_SERVERS:
         raise ImproperlyConfigured(
@@ -127,6 +147,9 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "THREAD_WAIT_TIMEOUT": ("thread_wait_timeout", _optional_positive_seconds),
     "THREAD_QUEUE_SIZE": ("thread_queue_size", _optional_positive_count),
     "METRICS_LOG_INTERVAL": ("metrics_log_interval", _optional_positive_seconds),
+    "WEBSOCKET_ORIGIN_CHECK": ("websocket_origin_check", _bool),
+    "WEBSOCKET_ALLOW_NO_ORIGIN": ("websocket_allow_no_origin", _bool),
+    "WEBSOCKET_ALLOWED_ORIGINS": ("websocket_allowed_origins", _origins),
     "LIFESPAN": ("lifespan", _dotted_paths),
     "BACKGROUND_SHUTDOWN_TIMEOUT": ("background_shutdown_timeout", _optional_positive_seconds),
     "BACKGROUND_THREADS": ("background_threads", _positive_int),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import sys
 import tempfile
@@ -50,6 +51,9 @@ from .threads import (
     sync_calls_on_request_thread,
 )
 from .types import Message, Receive, Scope, Send
+from .websockets.handshake import request_scope as websocket_request_scope
+from .websockets.handshake import send_denial
+from .websockets.views import WebSocket, WebSocketClosed, WebSocketState
 
 logger = logging.getLogger("django.request")
 
@@ -235,13 +239,13 @@ class ASGIHandler(django_asgi.ASGIHandler):
         return request_threads(config.threads, config.thread_wait_timeout, config.thread_queue_size)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            if scope["type"] == "lifespan":
+        kind = scope["type"]
+        if kind != "http":
+            if kind == "lifespan":
                 await self.lifespan.serve(scope, receive, send)
                 return
-            raise ValueError(
-                "Django can only handle ASGI/HTTP connections, not %s." % scope["type"]
-            )
+            if kind != "websocket":
+                raise ValueError("Django can only handle ASGI/HTTP connections, not %s." % kind)
         lifespan = self.lifespan
         if not lifespan.started:
             await lifespan.start_without_server()
@@ -257,7 +261,9 @@ class ASGIHandler(django_asgi.ASGIHandler):
         work_token = pending_work.set(RequestWork())
         try:
             django_call = DjangoASGIHandler.__call__
-            if django_call is not DJANGO_CALL:
+            if kind == "websocket":
+                await self.handle_websocket(scope, receive, send)
+            elif django_call is not DJANGO_CALL:
                 # Instrumentation (sentry-sdk) wrapped Django's __call__ to see each request:
                 # its wrapper ends in Django's __call__, which ends in self.handle(). Entered
                 # first, our context makes Django's ThreadSensitiveContext there a no-op.
@@ -308,30 +314,64 @@ class ASGIHandler(django_asgi.ASGIHandler):
         self, scope: Scope, body_file: IO[bytes], channel: ResponseChannel, cycle: RequestCycle
     ) -> None:
         """Run the request through Django and send the response it gives."""
+        try:
+            await self.produce_response(scope, body_file, cycle)
+        except ThreadUnavailable as refusal:
+            await self.answer_busy(scope, channel, cycle, refusal)
+            return
+        if self.visits_thread_once():
+            channel.finish_on_thread = partial(self.close_on_thread, cycle)
+        assert cycle.response is not None
+        await self.send_response(cycle.response, channel)
+
+    async def produce_response(
+        self, scope: Scope, body_file: IO[bytes], cycle: RequestCycle
+    ) -> None:
+        """Run the request through Django, leaving its response on ``cycle``. Raises
+        ThreadUnavailable if the request got no thread for its first sync code."""
         if self.visits_thread_once():
             # One visit to the request's thread: signal, request, middleware and sync view.
-            try:
-                await self._respond_in_thread(scope, body_file, cycle)
-            except ThreadUnavailable as refusal:
-                await self.answer_busy(scope, channel, cycle, refusal)
-                return
+            await self._respond_in_thread(scope, body_file, cycle)
             if cycle.pending is not None:
                 # An async view: awaited here, then the chain's second half in a second visit.
                 await self.await_view(cycle)
-            channel.finish_on_thread = partial(self.close_on_thread, cycle)
         else:
-            try:
-                await start_in_thread(cycle, self.__class__)
-            except ThreadUnavailable as refusal:
-                await self.answer_busy(scope, channel, cycle, refusal)
-                return
+            await start_in_thread(cycle, self.__class__)
             request, error_response = self.create_request(scope, body_file)
             if request is None:
                 cycle.response = self.prepare_response(cast(HttpResponseBase, error_response))
             else:
                 cycle.response = await self.run_get_response(cast(ASGIRequest, request))
-        assert cycle.response is not None
-        await self.send_response(cycle.response, channel)
+
+    async def handle_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve a WebSocket: its handshake is a GET through the middleware to the view, which
+        talks through the socket; a response before accept() denies the handshake."""
+        connect = await receive()
+        if connect["type"] != "websocket.connect":
+            return  # The client left before the handshake.
+        socket = WebSocket(cast("dict[str, Any]", scope), receive, send)
+        http_scope = websocket_request_scope(scope, socket)
+        set_script_prefix(get_script_prefix(http_scope))
+        cycle = RequestCycle(http_scope)
+        try:
+            try:
+                await self.produce_response(http_scope, io.BytesIO(), cycle)
+            except ThreadUnavailable as refusal:
+                cycle.closed = True
+                logger.warning("Service Unavailable: %s (WebSocket %s)", refusal, scope.get("path"))
+                metrics.busy_responses.value += 1
+                await send_denial(scope, send, HttpResponse(status=503))
+                return
+            response = cycle.response
+            if socket.client_state is WebSocketState.CONNECTING and response is not None:
+                if response.status_code < 300 and not isinstance(response, WebSocketClosed):
+                    # An HTTP view answered a WebSocket handshake: nothing serves one here.
+                    response = HttpResponse("404 Not Found: no WebSocket view here.", status=404)
+                await send_denial(scope, send, response)
+        except OSError:
+            pass  # The client left while the handshake was being denied.
+        finally:
+            await self.finish(cycle)
 
     async def answer_busy(
         self, scope: Scope, channel: ResponseChannel, cycle: RequestCycle, refusal: Exception

@@ -173,3 +173,31 @@ class ThreadPoolSettingsTests(SimpleTestCase):
                     ),
                 ):
                     parse_settings({key: value})
+
+
+class WebSocketSettingsTests(SimpleTestCase):
+    def test_defaults(self) -> None:
+        config = parse_settings({})
+        self.assertIs(config.websocket_origin_check, True)
+        self.assertIs(config.websocket_allow_no_origin, True)
+        self.assertEqual(config.websocket_allowed_origins, ())
+
+    def test_allowed_origins(self) -> None:
+        config = parse_settings({"WEBSOCKET_ALLOWED_ORIGINS": ["https://app.example.com"]})
+        self.assertEqual(config.websocket_allowed_origins, ("https://app.example.com",))
+        for value in ("https://app.example.com", ["app.example.com"], [1]):
+            with (
+                self.subTest(value=value),
+                self.assertRaisesMessage(
+                    ImproperlyConfigured, "ASGI_BRIDGE['WEBSOCKET_ALLOWED_ORIGINS'] must"
+                ),
+            ):
+                parse_settings({"WEBSOCKET_ALLOWED_ORIGINS": value})
+
+    def test_flags_are_booleans(self) -> None:
+        for key in ("WEBSOCKET_ORIGIN_CHECK", "WEBSOCKET_ALLOW_NO_ORIGIN"):
+            with (
+                self.subTest(key=key),
+                self.assertRaisesMessage(ImproperlyConfigured, f"ASGI_BRIDGE[{key!r}] must be"),
+            ):
+                parse_settings({key: "yes"})

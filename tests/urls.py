@@ -24,6 +24,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from asgi_bridge.background import after_response
 from asgi_bridge.sse import EventStreamResponse
+from asgi_bridge.websockets import WebSocket, websocket
 
 # What the views saw, keyed by name; tests clear it in setUp.
 observed: dict[str, Any] = {}
@@ -134,6 +135,44 @@ async def async_transaction(request: HttpRequest) -> HttpResponse:
     await observed["transaction_release"].wait()
     observed["transaction_left_on"] = await sync_to_async(leave)()
     return HttpResponse("committed")
+
+
+@websocket
+async def websocket_echo(request: HttpRequest, ws: WebSocket) -> None:
+    """Echoes every message; records the thread it runs on and what it saw."""
+    observed["websocket_view_thread"] = threading.get_ident()
+    await ws.accept()
+    async for message in ws:
+        await ws.send(message)
+
+
+@websocket(subprotocols=["chat.v2"])
+async def websocket_chat(request: HttpRequest, ws: WebSocket, room: str) -> None:
+    await ws.accept(subprotocol=ws.subprotocols[0])
+    await ws.send_json({"room": room, "subprotocol": ws.subprotocols[0]})
+    await ws.close()
+
+
+@websocket
+async def websocket_denied(request: HttpRequest, ws: WebSocket) -> HttpResponse:
+    return HttpResponse("not for you", status=403)
+
+
+@websocket
+async def websocket_fails(request: HttpRequest, ws: WebSocket) -> None:
+    await ws.accept()
+    await ws.receive()
+    raise ValueError("the view failed")
+
+
+@websocket
+async def websocket_waiting(request: HttpRequest, ws: WebSocket) -> None:
+    """Accepts, then waits for a message without holding anything."""
+    await ws.accept()
+    gate = observed["websocket_gate"]
+    gate.arrived += 1
+    message = await ws.receive()
+    await ws.send(message)
 
 
 async def async_handoff(request: HttpRequest) -> HttpResponse:
@@ -319,6 +358,11 @@ urlpatterns = [
     path("blocking/", blocking),
     path("meeting/", meeting),
     path("async/handoff/", async_handoff),
+    path("ws/echo/", websocket_echo, name="websocket_echo"),
+    path("ws/chat/<str:room>/", websocket_chat),
+    path("ws/denied/", websocket_denied),
+    path("ws/fails/", websocket_fails),
+    path("ws/waiting/", websocket_waiting),
     path("async/transaction/", async_transaction),
     path("async/waiting/", async_waiting),
     path("stream/sync/", sync_stream),

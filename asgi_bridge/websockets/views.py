@@ -1,0 +1,225 @@
+"""The ``@websocket`` view decorator and the ``WebSocket`` object a view talks through.
+
+A WebSocket view is an async function of the handshake request and the socket::
+
+    @websocket
+    async def echo(request, ws):
+        await ws.accept()
+        async for message in ws:
+            await ws.send(message)
+
+It sits in ``urlpatterns`` like any view. The handshake runs through ``settings.MIDDLEWARE`` as a
+GET request; the view is called with the socket, and whatever it (or middleware) returns before
+``accept()`` is the handshake's denial. A plain HTTP request to it gets ``426 Upgrade Required``.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, TypeVar, overload
+
+from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
+
+from ..types import Receive, Send
+from .handshake import SOCKET_KEY, origin_allowed
+
+logger = logging.getLogger("django.request")
+
+V = TypeVar("V", bound=Callable[..., Awaitable[Any]])
+
+
+class WebSocketState(enum.Enum):
+    """Where the connection is, as the view sees it."""
+
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+
+
+class WebSocketDisconnect(Exception):
+    """The client closed the connection (or it was lost): ``code`` says how."""
+
+    def __init__(self, code: int = 1000, reason: str = "") -> None:
+        self.code = code
+        self.reason = reason
+        super().__init__(f"WebSocket closed with code {code}" + (f": {reason}" if reason else ""))
+
+
+class WebSocket:
+    """One WebSocket connection: ``accept()`` it, ``receive()`` and ``send()`` messages,
+    ``close()`` it; ``async for message in ws`` receives until the client closes."""
+
+    def __init__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        self.scope = scope
+        self._receive = receive
+        self._send = send
+        self.client_state = WebSocketState.CONNECTING
+        # What the client offered in Sec-WebSocket-Protocol, in its order.
+        self.subprotocols: list[str] = list(scope.get("subprotocols") or ())
+
+    async def accept(
+        self, subprotocol: str | None = None, headers: Iterable[tuple[str, str]] | None = None
+    ) -> None:
+        """Complete the handshake, choosing ``subprotocol`` among those the client offered."""
+        if self.client_state is not WebSocketState.CONNECTING:
+            raise RuntimeError(f"accept() on a WebSocket that is {self.client_state.value}.")
+        if subprotocol is not None and subprotocol not in self.subprotocols:
+            raise ValueError(
+                f"Subprotocol {subprotocol!r} was not offered by the client "
+                f"(offered: {', '.join(self.subprotocols) or 'none'})."
+            )
+        message: dict[str, Any] = {"type": "websocket.accept", "subprotocol": subprotocol}
+        if headers:
+            message["headers"] = [
+                (name.lower().encode("latin1"), value.encode("latin1")) for name, value in headers
+            ]
+        await self._send(message)
+        self.client_state = WebSocketState.CONNECTED
+
+    async def receive(self) -> str | bytes:
+        """The next message: ``str`` for a text frame, ``bytes`` for a binary one. Raises
+        WebSocketDisconnect when the client closes."""
+        if self.client_state is WebSocketState.CONNECTING:
+            raise RuntimeError("receive() before accept(): accept the WebSocket first.")
+        if self.client_state is WebSocketState.DISCONNECTED:
+            raise WebSocketDisconnect(1006, "receive() on a closed WebSocket")
+        message = await self._receive()
+        kind = message["type"]
+        if kind == "websocket.receive":
+            text = message.get("text")
+            if text is not None:
+                return str(text)
+            return bytes(message.get("bytes") or b"")
+        if kind == "websocket.disconnect":
+            self.client_state = WebSocketState.DISCONNECTED
+            raise WebSocketDisconnect(int(message.get("code", 1005)), message.get("reason") or "")
+        raise RuntimeError(f"Unexpected ASGI message on an open WebSocket: {kind!r}.")
+
+    async def receive_text(self) -> str:
+        message = await self.receive()
+        if not isinstance(message, str):
+            raise TypeError("Expected a text frame, received a binary one.")
+        return message
+
+    async def receive_bytes(self) -> bytes:
+        message = await self.receive()
+        if not isinstance(message, bytes):
+            raise TypeError("Expected a binary frame, received a text one.")
+        return message
+
+    async def receive_json(self) -> Any:
+        message = await self.receive()
+        return json.loads(message)
+
+    async def send(self, data: str | bytes) -> None:
+        """Send a text frame for ``str``, a binary frame for ``bytes``."""
+        if self.client_state is not WebSocketState.CONNECTED:
+            raise RuntimeError(f"send() on a WebSocket that is {self.client_state.value}.")
+        if isinstance(data, str):
+            await self._send({"type": "websocket.send", "text": data})
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            await self._send({"type": "websocket.send", "bytes": bytes(data)})
+        else:
+            raise TypeError(f"send() takes str or bytes, not {type(data).__name__}.")
+
+    async def send_json(self, data: Any) -> None:
+        await self.send(json.dumps(data, separators=(",", ":")))
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection; a no-op once it is closed."""
+        if self.client_state is WebSocketState.DISCONNECTED:
+            return
+        self.client_state = WebSocketState.DISCONNECTED
+        await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]:
+        return self._messages()
+
+    async def _messages(self) -> AsyncIterator[str | bytes]:
+        while True:
+            try:
+                yield await self.receive()
+            except WebSocketDisconnect:
+                return
+
+
+class WebSocketClosed(HttpResponse):
+    """What a WebSocket view gives the middleware chain once its connection is over: the
+    response middleware sees (process_response saves a changed session), never sent."""
+
+    status_code = 101
+
+
+def upgrade_required() -> HttpResponse:
+    response = HttpResponse("426 Upgrade Required: this URL serves WebSockets.", status=426)
+    response["Upgrade"] = "websocket"
+    response["Connection"] = "Upgrade"
+    return response
+
+
+WebSocketViewFunction = Callable[..., Awaitable[HttpResponseBase | None]]
+
+
+@overload
+def websocket(view: V, /) -> Callable[..., Awaitable[HttpResponseBase]]: ...
+
+
+@overload
+def websocket(
+    *, subprotocols: Iterable[str] | None = None
+) -> Callable[[V], Callable[..., Awaitable[HttpResponseBase]]]: ...
+
+
+def websocket(view: Any = None, /, *, subprotocols: Iterable[str] | None = None) -> Any:
+    """Make ``async def view(request, ws, *args, **kwargs)`` a Django view that serves
+    WebSockets. ``subprotocols``, if given, are those the view supports: a handshake offering
+    none of them is denied (403), and ``ws.subprotocols`` keeps only those."""
+    supported = list(subprotocols) if subprotocols is not None else None
+
+    def decorate(func: WebSocketViewFunction) -> Callable[..., Awaitable[HttpResponseBase]]:
+        @functools.wraps(func)
+        async def websocket_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            socket: WebSocket | None = getattr(request, "scope", {}).get(SOCKET_KEY)
+            if socket is None:
+                return upgrade_required()
+            if not origin_allowed(request):
+                return HttpResponse("403 Forbidden: WebSocket origin not allowed.", status=403)
+            if supported is not None:
+                socket.subprotocols = [each for each in socket.subprotocols if each in supported]
+                if not socket.subprotocols:
+                    return HttpResponse(
+                        "403 Forbidden: none of the offered subprotocols is supported.",
+                        status=403,
+                    )
+            try:
+                answer = await func(request, socket, *args, **kwargs)
+            except WebSocketDisconnect:
+                answer = None
+            except Exception:
+                logger.exception(
+                    "Error in WebSocket view: %s",
+                    request.path,
+                    extra={"status_code": 500, "request": request},
+                )
+                if socket.client_state is WebSocketState.CONNECTING:
+                    raise  # Before accept(): Django answers 500, which denies the handshake.
+                await socket.close(1011)
+                answer = None
+            if socket.client_state is WebSocketState.CONNECTING:
+                # Neither accepted nor denied with a response of its own: the server's 403.
+                return answer if answer is not None else HttpResponse(status=403)
+            await socket.close(1000)
+            return WebSocketClosed()
+
+        # Marks the view for the handler: its handshake reached a WebSocket view.
+        websocket_view.serves_websockets = True  # type: ignore[attr-defined]
+        return websocket_view
+
+    if view is not None:
+        return decorate(view)
+    return decorate

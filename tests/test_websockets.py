@@ -1,0 +1,231 @@
+"""WebSocket views in the URLconf: the handshake through the middleware, messages, denial,
+origin checks, errors, signals, and no thread held while a socket waits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from typing import Any
+
+from asgiref.testing import ApplicationCommunicator
+from django.core.signals import request_finished, request_started
+from django.test import SimpleTestCase, override_settings
+from django.urls import reverse
+
+from asgi_bridge import get_asgi_application
+from asgi_bridge.metrics import thread_metrics
+
+from . import urls
+from .asgi import ServedLikeByAServer, body_of, collect_response, http_scope
+
+TIMEOUT = 5
+
+
+def websocket_scope(path: str, **extra: Any) -> dict[str, Any]:
+    scope: dict[str, Any] = {
+        "type": "websocket",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "scheme": "ws",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver")],
+        "client": ("127.0.0.1", 40000),
+        "server": ("testserver", 80),
+        "subprotocols": [],
+    }
+    scope.update(extra)
+    return scope
+
+
+class WebSocketTestCase(ServedLikeByAServer, SimpleTestCase):
+    def setUp(self) -> None:
+        urls.observed.clear()
+        self.signals: list[str] = []
+
+        def started(**kwargs: object) -> None:
+            self.signals.append("started")
+
+        def finished(**kwargs: object) -> None:
+            self.signals.append("finished")
+
+        request_started.connect(started)
+        request_finished.connect(finished)
+        self.addCleanup(request_started.disconnect, started)
+        self.addCleanup(request_finished.disconnect, finished)
+        self.application = get_asgi_application()
+
+    async def connect(self, scope: dict[str, Any]) -> tuple[ApplicationCommunicator, Any]:
+        communicator = ApplicationCommunicator(self.application, scope)
+        await communicator.send_input({"type": "websocket.connect"})
+        return communicator, await communicator.receive_output(TIMEOUT)
+
+
+class EchoTests(WebSocketTestCase):
+    async def test_echo_text_and_bytes_then_close(self) -> None:
+        communicator, answer = await self.connect(websocket_scope("/ws/echo/"))
+        self.assertEqual(answer, {"type": "websocket.accept", "subprotocol": None})
+        await communicator.send_input({"type": "websocket.receive", "text": "hello"})
+        self.assertEqual(
+            await communicator.receive_output(TIMEOUT), {"type": "websocket.send", "text": "hello"}
+        )
+        await communicator.send_input({"type": "websocket.receive", "bytes": b"\x00\x01"})
+        self.assertEqual(
+            await communicator.receive_output(TIMEOUT),
+            {"type": "websocket.send", "bytes": b"\x00\x01"},
+        )
+        await communicator.send_input({"type": "websocket.disconnect", "code": 1000})
+        await communicator.wait(TIMEOUT)
+        # The view ran on the event loop; the handshake is one request, from start to end.
+        self.assertEqual(urls.observed["websocket_view_thread"], threading.get_ident())
+        self.assertEqual(self.signals, ["started", "finished"])
+
+    async def test_reverse_and_path_converters(self) -> None:
+        self.assertEqual(reverse("websocket_echo"), "/ws/echo/")
+        scope = websocket_scope("/ws/chat/lobby/", subprotocols=["chat.v1", "chat.v2"])
+        communicator, answer = await self.connect(scope)
+        self.assertEqual(answer, {"type": "websocket.accept", "subprotocol": "chat.v2"})
+        sent = await communicator.receive_output(TIMEOUT)
+        self.assertEqual(json.loads(sent["text"]), {"room": "lobby", "subprotocol": "chat.v2"})
+        self.assertEqual((await communicator.receive_output(TIMEOUT))["type"], "websocket.close")
+        await communicator.wait(TIMEOUT)
+
+    async def test_a_plain_request_to_a_websocket_view_is_426(self) -> None:
+        communicator = ApplicationCommunicator(self.application, http_scope("/ws/echo/"))
+        await communicator.send_input({"type": "http.request"})
+        messages = await collect_response(communicator)
+        await communicator.wait(TIMEOUT)
+        self.assertEqual(messages[0]["status"], 426)
+        self.assertIn((b"Upgrade", b"websocket"), messages[0]["headers"])
+        self.assertIn(b"Upgrade Required", body_of(messages))
+
+
+class DenialTests(WebSocketTestCase):
+    DENIAL = {"websocket.http.response": {}}
+
+    async def denied(self, path: str, **extra: Any) -> tuple[int, bytes]:
+        communicator, start = await self.connect(
+            websocket_scope(path, extensions=self.DENIAL, **extra)
+        )
+        self.assertEqual(start["type"], "websocket.http.response.start", start)
+        body = await communicator.receive_output(TIMEOUT)
+        self.assertEqual(body["type"], "websocket.http.response.body")
+        await communicator.wait(TIMEOUT)
+        self.assertEqual(self.signals, ["started", "finished"])
+        return start["status"], body["body"]
+
+    async def test_the_views_response_before_accept_is_the_denial(self) -> None:
+        self.assertEqual(await self.denied("/ws/denied/"), (403, b"not for you"))
+
+    async def test_an_http_view_refuses_a_handshake(self) -> None:
+        status, _ = await self.denied("/")
+        self.assertEqual(status, 404)
+
+    async def test_an_unknown_path_is_404(self) -> None:
+        status, _ = await self.denied("/no/such/socket/")
+        self.assertEqual(status, 404)
+
+    async def test_unsupported_subprotocols_are_403(self) -> None:
+        status, _ = await self.denied("/ws/chat/lobby/", subprotocols=["chat.v1"])
+        self.assertEqual(status, 403)
+
+    async def test_without_the_extension_the_server_refuses(self) -> None:
+        communicator, answer = await self.connect(websocket_scope("/ws/denied/"))
+        self.assertEqual(answer["type"], "websocket.close")
+        await communicator.wait(TIMEOUT)
+        self.assertEqual(self.signals, ["started", "finished"])
+
+
+class OriginTests(WebSocketTestCase):
+    async def status_for(self, origin: bytes | None) -> str:
+        headers = [(b"host", b"testserver")]
+        if origin is not None:
+            headers.append((b"origin", origin))
+        communicator, answer = await self.connect(
+            websocket_scope("/ws/echo/", headers=headers, extensions=DenialTests.DENIAL)
+        )
+        await communicator.send_input({"type": "websocket.disconnect", "code": 1000})
+        await communicator.wait(TIMEOUT)
+        return str(answer.get("status", answer["type"]))
+
+    @override_settings(ALLOWED_HOSTS=["testserver", "www.example.com"])
+    async def test_same_host_and_allowed_hosts_pass_others_are_403(self) -> None:
+        self.assertEqual(await self.status_for(b"http://testserver"), "websocket.accept")
+        self.assertEqual(await self.status_for(b"https://www.example.com"), "websocket.accept")
+        self.assertEqual(await self.status_for(None), "websocket.accept")
+        self.assertEqual(await self.status_for(b"https://evil.example"), "403")
+        self.assertEqual(await self.status_for(b"null"), "403")
+
+    @override_settings(
+        ALLOWED_HOSTS=["testserver"], CSRF_TRUSTED_ORIGINS=["https://*.partner.example"]
+    )
+    async def test_csrf_trusted_origins_pass(self) -> None:
+        self.assertEqual(await self.status_for(b"https://app.partner.example"), "websocket.accept")
+        self.assertEqual(await self.status_for(b"http://app.partner.example"), "403")
+
+    @override_settings(
+        ALLOWED_HOSTS=["testserver"],
+        ASGI_BRIDGE={"WEBSOCKET_ALLOW_NO_ORIGIN": False},
+    )
+    async def test_a_missing_origin_can_be_refused(self) -> None:
+        self.assertEqual(await self.status_for(None), "403")
+
+    @override_settings(ASGI_BRIDGE={"WEBSOCKET_ORIGIN_CHECK": False})
+    async def test_the_check_can_be_turned_off(self) -> None:
+        self.assertEqual(await self.status_for(b"https://evil.example"), "websocket.accept")
+
+
+class ErrorTests(WebSocketTestCase):
+    async def test_an_error_after_accept_closes_with_1011_and_is_logged(self) -> None:
+        communicator, answer = await self.connect(websocket_scope("/ws/fails/"))
+        self.assertEqual(answer["type"], "websocket.accept")
+        with self.assertLogs("django.request", "ERROR") as logged:
+            await communicator.send_input({"type": "websocket.receive", "text": "go"})
+            closing = await communicator.receive_output(TIMEOUT)
+            await communicator.wait(TIMEOUT)
+        self.assertEqual((closing["type"], closing["code"]), ("websocket.close", 1011))
+        self.assertIn("ValueError: the view failed", logged.output[0])
+        self.assertEqual(self.signals, ["started", "finished"])
+
+
+@override_settings(
+    ASGI_BRIDGE={"THREADS": 2},
+    MIDDLEWARE=[
+        "django.middleware.security.SecurityMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "tests.middleware.RecordingMiddleware",
+    ],
+)
+class NoThreadPerSocketTests(WebSocketTestCase):
+    async def test_open_sockets_hold_no_thread(self) -> None:
+        count = 100
+        urls.observed["websocket_gate"] = urls.Gate(count)
+        sockets = []
+        for _ in range(count):
+            communicator, answer = await self.connect(websocket_scope("/ws/waiting/"))
+            self.assertEqual(answer["type"], "websocket.accept")
+            sockets.append(communicator)
+        for _ in range(500):
+            if urls.observed["websocket_gate"].arrived == count:
+                break
+            await asyncio.sleep(0.01)
+        self.assertEqual(urls.observed["websocket_gate"].arrived, count)
+        # A hundred sockets open behind sync middleware, with two threads: none is held (the
+        # last handshake's thread may still be on its way back to the pool).
+        for _ in range(500):
+            if thread_metrics().busy == 0:
+                break
+            await asyncio.sleep(0.01)
+        self.assertEqual(thread_metrics().busy, 0)
+        for communicator in sockets:
+            await communicator.send_input({"type": "websocket.receive", "text": "bye"})
+            self.assertEqual(
+                await communicator.receive_output(TIMEOUT),
+                {"type": "websocket.send", "text": "bye"},
+            )
+            await communicator.wait(TIMEOUT)
+        self.assertEqual(self.signals.count("started"), count)
+        self.assertEqual(self.signals.count("finished"), count)
