@@ -154,6 +154,14 @@ async def websocket_chat(request: HttpRequest, ws: WebSocket, room: str) -> None
 
 
 @websocket
+async def websocket_cookie(request: HttpRequest, ws: WebSocket) -> None:
+    """Sends the handshake's "flavour" cookie."""
+    await ws.accept()
+    await ws.send(request.COOKIES.get("flavour", "none"))
+    await ws.close()
+
+
+@websocket
 async def websocket_denied(request: HttpRequest, ws: WebSocket) -> HttpResponse:
     return HttpResponse("not for you", status=403)
 
@@ -361,6 +369,7 @@ urlpatterns = [
     path("ws/echo/", websocket_echo, name="websocket_echo"),
     path("ws/chat/<str:room>/", websocket_chat),
     path("ws/denied/", websocket_denied),
+    path("ws/cookie/", websocket_cookie),
     path("ws/fails/", websocket_fails),
     path("ws/waiting/", websocket_waiting),
     path("async/transaction/", async_transaction),

@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager, suppress
 from http.cookies import Morsel, SimpleCookie
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote, unquote, urlsplit
 
 from django.conf import settings
@@ -32,8 +32,11 @@ from django.test.client import (
 from django.utils.encoding import force_bytes
 from django.utils.http import parse_header_parameters, parse_http_date_safe, urlencode
 
-from .lifespan import TEST_CLIENT_EXTENSION
-from .types import ASGIApp, Message, Receive, Scope, Send
+from ..lifespan import TEST_CLIENT_EXTENSION
+from ..types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from .websocket import WebSocketSession
 
 __all__ = [
     "ASGIClient",
@@ -613,7 +616,7 @@ def default_application() -> ASGIApp:
     import django
     from django.apps import apps
 
-    from .handler import ASGIHandler
+    from ..handler import ASGIHandler
 
     # Test runners have set Django up already; setup() again would reconfigure logging.
     if not apps.ready:
@@ -955,6 +958,31 @@ class ASGIClient:
         if self.cookies and b"cookie" not in names:
             pairs.append((b"cookie", self.cookie_header()))
         return pairs
+
+    def websocket(
+        self,
+        path: str,
+        *,
+        subprotocols: Iterable[str] = (),
+        headers: RequestHeaders | None = None,
+        secure: bool = False,
+    ) -> WebSocketSession:
+        """Open a WebSocket to ``path``, with the client's cookies, as an async context manager:
+
+        ``async with client.websocket("/ws/echo/") as ws: await ws.send("hi")``. A denied
+        handshake raises ``WebSocketDenied`` carrying the response.
+        """
+        from .websocket import WebSocketSession
+
+        scope = self.build_scope("GET", path, b"", "", secure, headers, None)
+        scope.update(
+            type="websocket",
+            scheme="wss" if secure else "ws",
+            subprotocols=list(subprotocols),
+            extensions={"websocket.http.response": {}},
+        )
+        del scope["method"]
+        return WebSocketSession(self.app, scope, self.timeout)
 
     def cookie_header(self) -> bytes:
         cookies = sorted(f"{morsel.key}={morsel.coded_value}" for morsel in self.cookies.values())
