@@ -17,6 +17,7 @@ from django.utils.module_loading import import_string
 
 from .instrumentation import middleware_inside
 from .threads import from_request_thread
+from .websockets.consumers import consumer_view, is_consumer
 
 logger = logging.getLogger("django.request")
 convert_exception_to_response = exception.convert_exception_to_response
@@ -263,6 +264,8 @@ class SyncChainHandler(BaseHandler):
         ``from_request_thread``, which does the same with less machinery (about 60 thousand
         fewer instructions a request, ``bench/instructions.py``).
         """
+        if is_consumer(view):
+            view = consumer_view(view)
         view = super().make_view_atomic(view)
         if iscoroutinefunction(view) and not self.splits_async_views:
             return from_request_thread(view)

@@ -7,7 +7,7 @@ import io
 import logging
 import sys
 import tempfile
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from contextlib import closing
 from functools import cached_property, partial
 from typing import IO, Any, cast
@@ -51,6 +51,7 @@ from .threads import (
     sync_calls_on_request_thread,
 )
 from .types import Message, Receive, Scope, Send
+from .websockets.consumers import consumer_view, is_consumer
 from .websockets.handshake import request_scope as websocket_request_scope
 from .websockets.handshake import send_denial
 from .websockets.views import WebSocket, WebSocketClosed, WebSocketState
@@ -495,6 +496,12 @@ class ASGIHandler(django_asgi.ASGIHandler):
             await sync_to_async(pending.abandon)()
             raise
         return await sync_to_async(pending.resume)(result, None)
+
+    def make_view_atomic(self, view: Callable[..., Any]) -> Callable[..., Any]:
+        """The view as Django's async chain calls it; a Channels consumer becomes a view."""
+        if is_consumer(view):
+            view = consumer_view(view)
+        return super().make_view_atomic(view)
 
     def prepare_response(self, response: HttpResponseBase) -> HttpResponseBase:
         """Mark a response as this handler's, as Django does, and size its file reads."""

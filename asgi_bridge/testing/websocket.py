@@ -55,6 +55,8 @@ class WebSocketSession:
             self.subprotocol = answer.get("subprotocol")
             self.accept_headers = Headers(answer.get("headers") or [])
             return self
+        # As a server does once it has refused the handshake: the application hears it closed.
+        await self._to_app.put({"type": "websocket.disconnect", "code": 1006})
         await self._wait_for_app()
         if kind == "websocket.close":
             raise WebSocketDenied(403, Headers([]), b"")
