@@ -229,3 +229,47 @@ class NoThreadPerSocketTests(WebSocketTestCase):
             await communicator.wait(TIMEOUT)
         self.assertEqual(self.signals.count("started"), count)
         self.assertEqual(self.signals.count("finished"), count)
+
+
+class CloseAfterErrorTests(SimpleTestCase):
+    def socket(self, refuse: Any) -> tuple[Any, list[dict[str, Any]]]:
+        from asgi_bridge.websockets import WebSocket, WebSocketState
+
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            refusal = refuse(message)
+            if refusal is not None:
+                raise refusal
+            sent.append(dict(message))
+
+        async def receive() -> dict[str, Any]:
+            raise AssertionError("not called")
+
+        socket = WebSocket(websocket_scope("/"), receive, send)
+        socket.client_state = WebSocketState.CONNECTED
+        return socket, sent
+
+    def test_1011_where_the_server_takes_it(self) -> None:
+        socket, sent = self.socket(lambda message: None)
+        asyncio.run(socket.close_after_error())
+        self.assertEqual(
+            sent, [{"type": "websocket.close", "code": 1011, "reason": "Internal Server Error"}]
+        )
+
+    def test_1000_where_the_server_refuses_1011(self) -> None:
+        # daphne (autobahn) raises on an application close code outside 1000 and 3000-4999.
+        def refuse(message: dict[str, Any]) -> Exception | None:
+            return Exception("invalid close code 1011") if message["code"] == 1011 else None
+
+        socket, sent = self.socket(refuse)
+        asyncio.run(socket.close_after_error())
+        self.assertEqual(
+            sent, [{"type": "websocket.close", "code": 1000, "reason": "Internal Server Error"}]
+        )
+        self.assertEqual(socket.client_state.value, "disconnected")
+
+    def test_a_client_that_left_is_not_closed_again(self) -> None:
+        socket, sent = self.socket(lambda message: OSError("gone"))
+        asyncio.run(socket.close_after_error())
+        self.assertEqual(sent, [])

@@ -15,6 +15,7 @@ GET request; the view is called with the socket, and whatever it (or middleware)
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import json
@@ -134,8 +135,21 @@ class WebSocket:
         """Close the connection; a no-op once it is closed."""
         if self.client_state is WebSocketState.DISCONNECTED:
             return
-        self.client_state = WebSocketState.DISCONNECTED
         await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        self.client_state = WebSocketState.DISCONNECTED
+
+    async def close_after_error(self) -> None:
+        """Close with 1011 (internal error). daphne lets an application close only with 1000
+        or 3000-4999, and raises on 1011: there the close is a 1000 whose reason says it."""
+        reason = "Internal Server Error"
+        try:
+            await self.close(1011, reason)
+        except OSError:
+            return  # The client has gone.
+        except Exception:
+            if self.client_state is not WebSocketState.DISCONNECTED:
+                with contextlib.suppress(Exception):
+                    await self.close(1000, reason)
 
     def __aiter__(self) -> AsyncIterator[str | bytes]:
         return self._messages()
@@ -208,7 +222,7 @@ def websocket(view: Any = None, /, *, subprotocols: Iterable[str] | None = None)
                 )
                 if socket.client_state is WebSocketState.CONNECTING:
                     raise  # Before accept(): Django answers 500, which denies the handshake.
-                await socket.close(1011)
+                await socket.close_after_error()
                 answer = None
             if socket.client_state is WebSocketState.CONNECTING:
                 # Neither accepted nor denied with a response of its own: the server's 403.

@@ -41,4 +41,8 @@ urlpatterns = [
     path("metrics/", metrics_view, name="metrics"),
     path("probe/slow-async/", views.probe_slow_async, name="probe_slow_async"),
     path("probe/pathsend/<slug:case>/", views.probe_pathsend, name="probe_pathsend"),
+    path("ws/echo/", views.ws_echo, name="ws_echo"),
+    path("ws/whoami/", views.ws_whoami, name="ws_whoami"),
+    path("ws/denied/", views.ws_denied, name="ws_denied"),
+    path("ws/fails/", views.ws_fails, name="ws_fails"),
 ]

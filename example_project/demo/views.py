@@ -30,6 +30,7 @@ from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
+    HttpResponseForbidden,
     JsonResponse,
     StreamingHttpResponse,
 )
@@ -38,8 +39,10 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from asgi_bridge import websocket
 from asgi_bridge.background import after_response
 from asgi_bridge.sse import EventStreamResponse, ServerSentEvent, last_event_id
+from asgi_bridge.websockets import WebSocket
 from demo.bigfile import ensure_big_file
 from demo.forms import NameForm, UploadForm
 from demo.lifespan import write_lifespan_log
@@ -474,6 +477,42 @@ def background(request: HttpRequest) -> HttpResponse:
     token = request.GET.get("token", "")
     after_response(finish_background_job, token, request.GET.get("release_file", ""))
     return HttpResponse(f"queued {token}\n", content_type="text/plain")
+
+
+# WebSockets ------------------------------------------------------------------------------------
+# The handshake is a GET through MIDDLEWARE; what a view returns before accept() denies it.
+
+
+@websocket
+async def ws_echo(request: HttpRequest, ws: WebSocket) -> None:
+    """Sends every message back as it came: text as text, binary as binary."""
+    await ws.accept()
+    async for message in ws:
+        await ws.send(message)
+
+
+@websocket
+async def ws_whoami(request: HttpRequest, ws: WebSocket) -> None:
+    """Sends who the handshake's session says the user is, then closes: proof that the
+    handshake ran the session and authentication middleware."""
+    user = await request.auser()
+    await ws.accept()
+    await ws.send_json({"username": user.username if user.is_authenticated else "anonymous"})
+    await ws.close()
+
+
+@websocket
+async def ws_denied(request: HttpRequest, ws: WebSocket) -> HttpResponse:
+    """Refuses every handshake with its own 403, never accepting."""
+    return HttpResponseForbidden("WebSockets are not for you here.")
+
+
+@websocket
+async def ws_fails(request: HttpRequest, ws: WebSocket) -> None:
+    """Accepts, then fails on the first message: the socket closes with 1011."""
+    await ws.accept()
+    await ws.receive()
+    raise RuntimeError("the WebSocket view failed")
 
 
 # Small pieces the views share ------------------------------------------------------------------
