@@ -8,6 +8,7 @@ The system check is tested in-process.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import shutil
@@ -23,6 +24,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.test import override_settings
+from websockets.asyncio.client import connect as websockets_connect
 
 from asgi_bridge.devserver import configured_server
 from tests.e2e.conftest import (
@@ -413,3 +415,27 @@ def test_an_unsupported_server_is_improperly_configured() -> None:
 @override_settings(ASGI_BRIDGE={})
 def test_uvicorn_is_the_default_server() -> None:
     assert configured_server() == "uvicorn"
+
+
+def websocket_echo(server: RunningServer) -> str:
+    """One text frame through the example project's ws/echo/ view on ``server``."""
+
+    async def echo() -> str:
+        url = server.base_url.replace("http://", "ws://", 1) + "/ws/echo/"
+        async with websockets_connect(url, proxy=None, open_timeout=10) as socket:
+            await socket.send("through runserver")
+            return str(await asyncio.wait_for(socket.recv(), 10))
+
+    return asyncio.run(echo())
+
+
+@pytest.mark.parametrize("server_name", ["uvicorn", "hypercorn"])
+def test_websockets_are_served(runserver: StartRunserver, tmp_path: Path, server_name: str) -> None:
+    env = settings_module(
+        tmp_path,
+        f"{server_name}_websocket_settings",
+        f'ASGI_BRIDGE = {{**ASGI_BRIDGE, "RUNSERVER_SERVER": "{server_name}"}}  # noqa: F405',
+    )
+    server = runserver("--noreload", env=env)
+    assert websocket_echo(server) == "through runserver", server.describe()
+    stop_cleanly(server)
