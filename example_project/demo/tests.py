@@ -16,9 +16,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client, SimpleTestCase, TestCase, override_settings
 
+from asgi_bridge import WebSocketDisconnect
 from asgi_bridge.testing import ASGIClient
 from demo import views
 from demo.bigfile import BIG_FILE_SIZE, big_file_bytes, ensure_big_file
@@ -442,3 +444,82 @@ class LifespanAndBackgroundTests(TestCase):
     def test_without_asgi_bridge_request_state_is_absent(self) -> None:
         # Django's test Client builds a WSGIRequest, which has no request.state.
         self.assertEqual(Client().get("/lifespan/").json(), {"keys": [], "process": None})
+
+
+class ChatTests(SimpleTestCase):
+    """The chat room: its page, and its WebSocket view through asgi_bridge's test client."""
+
+    def test_page_opens_a_websocket_on_its_room(self) -> None:
+        response = self.client.get("/chat/lobby/")
+        self.assertContains(response, '<script id="socket-path" type="application/json">')
+        self.assertContains(response, '"/ws/chat/lobby/"')
+        self.assertContains(response, '<ol id="messages"')
+        self.assertContains(self.client.get("/chat/"), '"/ws/chat/lobby/"')
+        self.assertContains(self.client.get("/"), 'href="/chat/"')
+
+    async def test_every_socket_of_the_room_gets_each_message(self) -> None:
+        client = ASGIClient()
+        async with (
+            client.websocket("/ws/chat/lobby/") as alice,
+            client.websocket("/ws/chat/lobby/") as bob,
+            client.websocket("/ws/chat/elsewhere/") as carol,
+        ):
+            await alice.send("hi")
+            self.assertEqual(await alice.receive_json(), {"user": "anonymous", "text": "hi"})
+            self.assertEqual(await bob.receive_json(), {"user": "anonymous", "text": "hi"})
+            await bob.send("hello")
+            self.assertEqual(await alice.receive_json(), {"user": "anonymous", "text": "hello"})
+            self.assertEqual(await bob.receive_json(), {"user": "anonymous", "text": "hello"})
+            self.assertTrue(await carol.receive_nothing())
+        self.assertNotIn("lobby", views.CHAT_ROOMS)
+
+    async def test_a_socket_that_left_gets_nothing_more(self) -> None:
+        client = ASGIClient()
+        async with client.websocket("/ws/chat/lobby/") as alice:
+            async with client.websocket("/ws/chat/lobby/") as bob:
+                self.assertEqual(len(views.CHAT_ROOMS["lobby"]), 2)
+                await bob.send("bye")
+                self.assertEqual(await alice.receive_json(), {"user": "anonymous", "text": "bye"})
+            self.assertEqual(len(views.CHAT_ROOMS["lobby"]), 1)
+            await alice.send("anyone?")
+            self.assertEqual(await alice.receive_json(), {"user": "anonymous", "text": "anyone?"})
+
+    async def test_a_message_over_the_limit_goes_to_no_one(self) -> None:
+        client = ASGIClient()
+        async with (
+            client.websocket("/ws/chat/lobby/") as alice,
+            client.websocket("/ws/chat/lobby/") as bob,
+        ):
+            await alice.send("x" * (views.CHAT_MESSAGE_MAX_LENGTH + 1))
+            self.assertEqual(
+                await alice.receive_json(),
+                {"error": "Messages are limited to 1,000 characters."},
+            )
+            await alice.send("   ")
+            self.assertTrue(await bob.receive_nothing())
+            await alice.send("x" * views.CHAT_MESSAGE_MAX_LENGTH)
+            self.assertEqual(len((await bob.receive_json())["text"]), 1000)
+
+    async def test_a_binary_message_closes_the_socket_unsent(self) -> None:
+        client = ASGIClient()
+        async with (
+            client.websocket("/ws/chat/lobby/") as alice,
+            client.websocket("/ws/chat/lobby/") as bob,
+        ):
+            await alice.send(b"\x00\x01")
+            with self.assertRaises(WebSocketDisconnect) as closed:
+                await alice.receive()
+            self.assertEqual(closed.exception.code, 1003)
+            self.assertTrue(await bob.receive_nothing())
+
+
+class ChatUserTests(TestCase):
+    async def test_a_message_carries_the_sessions_username(self) -> None:
+        user = await User.objects.acreate_user("ada", password="lovelace")
+        await self.async_client.aforce_login(user)
+        client = ASGIClient()
+        # The session cookie of a login through Django's test client.
+        client.cookies.update(self.async_client.cookies)
+        async with client.websocket("/ws/chat/lobby/") as ws:
+            await ws.send("hello")
+            self.assertEqual(await ws.receive_json(), {"user": "ada", "text": "hello"})

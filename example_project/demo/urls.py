@@ -26,6 +26,8 @@ urlpatterns = [
     path("sse/", views.sse_page, name="sse"),
     path("sse/clock/", views.sse_clock, name="sse_clock"),
     path("sse/clock-sync/", views.sse_clock_sync, name="sse_clock_sync"),
+    path("chat/", views.chat_page, name="chat"),
+    path("chat/<str:room>/", views.chat_page, name="chat_room"),
     path("long-poll/", views.long_poll, name="long_poll"),
     path("long-poll/status/", views.long_poll_status, name="long_poll_status"),
     path("long-poll/release/", views.long_poll_release, name="long_poll_release"),
@@ -45,4 +47,5 @@ urlpatterns = [
     path("ws/whoami/", views.ws_whoami, name="ws_whoami"),
     path("ws/denied/", views.ws_denied, name="ws_denied"),
     path("ws/fails/", views.ws_fails, name="ws_fails"),
+    path("ws/chat/<str:room>/", views.ws_chat, name="ws_chat"),
 ]

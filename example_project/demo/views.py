@@ -35,6 +35,7 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
@@ -513,6 +514,55 @@ async def ws_fails(request: HttpRequest, ws: WebSocket) -> None:
     await ws.accept()
     await ws.receive()
     raise RuntimeError("the WebSocket view failed")
+
+
+# Chat ------------------------------------------------------------------------------------------
+# An example, kept small: each process keeps the open sockets of each room in CHAT_ROOMS, so a
+# message reaches only the sockets of its own process. A deployment with several processes
+# (workers or hosts) needs broadcast groups, which asgi_bridge will provide.
+
+CHAT_MESSAGE_MAX_LENGTH = 1000
+CHAT_ROOMS: dict[str, set[WebSocket]] = {}
+
+
+@require_safe
+def chat_page(request: HttpRequest, room: str = "lobby") -> HttpResponse:
+    """A chat room whose page talks to ws_chat over a WebSocket."""
+    socket_path = reverse("demo:ws_chat", args=[room])
+    context = {"room": room, "socket_path": socket_path, "max_length": CHAT_MESSAGE_MAX_LENGTH}
+    return render(request, "demo/chat.html", context)
+
+
+@websocket
+async def ws_chat(request: HttpRequest, ws: WebSocket, room: str) -> None:
+    """Sends every text message to every socket of the room, as ``{"user": ..., "text": ...}``."""
+    user = await request.auser()
+    username = user.get_username() if user.is_authenticated else "anonymous"
+    await ws.accept()
+    sockets = CHAT_ROOMS.setdefault(room, set())
+    sockets.add(ws)
+    try:
+        async for message in ws:
+            if not isinstance(message, str):
+                # 1003: the socket received a kind of data it does not take.
+                await ws.close(1003, "The chat takes text messages only.")
+                return
+            if len(message) > CHAT_MESSAGE_MAX_LENGTH:
+                limit = f"{CHAT_MESSAGE_MAX_LENGTH:,}"
+                await ws.send_json({"error": f"Messages are limited to {limit} characters."})
+                continue
+            if message.strip():
+                await send_to_room(sockets, {"user": username, "text": message})
+    finally:
+        sockets.discard(ws)
+        if not sockets and CHAT_ROOMS.get(room) is sockets:
+            del CHAT_ROOMS[room]
+
+
+async def send_to_room(sockets: set[WebSocket], data: dict[str, str]) -> None:
+    """Send ``data`` to every socket at once. A socket that has gone fails alone, unheard: its
+    own view removes it from the room when its connection ends."""
+    await asyncio.gather(*(each.send_json(data) for each in list(sockets)), return_exceptions=True)
 
 
 # Small pieces the views share ------------------------------------------------------------------
