@@ -15,4 +15,5 @@ urlpatterns = [
     path("orm-persistent/", views.orm_persistent),
     path("file/", views.file),
     path("upload/", views.upload),
+    path("ws/echo/", views.websocket_echo),
 ]

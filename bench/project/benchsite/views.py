@@ -1,4 +1,5 @@
-"""One view per response path the benchmark compares: plain, JSON, body, streaming, ORM, file."""
+"""One view per response path the benchmark compares: plain, JSON, body, streaming, ORM, file,
+WebSocket."""
 
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -14,6 +15,8 @@ from django.http import (
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from asgi_bridge import websocket
+from asgi_bridge.websockets import WebSocket
 from benchsite.models import Item
 
 HELLO = "Hello, world!"
@@ -93,3 +96,11 @@ def upload(request: HttpRequest) -> HttpResponse:
     while chunk := request.read(UPLOAD_READ_SIZE):
         received += len(chunk)
     return HttpResponse(str(received), content_type="text/plain")
+
+
+@websocket
+async def websocket_echo(request: HttpRequest, ws: WebSocket) -> None:
+    """Send every message back as it came (bench/websockets.py); served by asgi_bridge only."""
+    await ws.accept()
+    async for message in ws:
+        await ws.send(message)
