@@ -1,8 +1,10 @@
-"""ASGIClient.websocket(): WebSocket sessions in tests, with the client's cookies."""
+"""ASGIClient.websocket(): WebSocket sessions in tests, with the client's cookies and login."""
 
 from __future__ import annotations
 
-from django.test import SimpleTestCase
+from asgiref.sync import async_to_sync
+from django.contrib.auth.models import User
+from django.test import SimpleTestCase, TestCase, override_settings
 
 from asgi_bridge import WebSocketDisconnect
 from asgi_bridge.testing import ASGIClient, WebSocketDenied
@@ -59,3 +61,39 @@ class WebSocketClientTests(ServedLikeByAServer, SimpleTestCase):
                 with self.assertRaises(WebSocketDisconnect) as closed:
                     await ws.receive()
         self.assertEqual(closed.exception.code, 1011)
+
+
+@override_settings(
+    MIDDLEWARE=[
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+    ],
+    SESSION_ENGINE="django.contrib.sessions.backends.signed_cookies",
+)
+class LoginTests(TestCase):
+    """force_login(), login() and logout() on ASGIClient, for HTTP and WebSockets alike; and the
+    TestCase's rows are visible to the socket's view (it runs inside the test's transaction)."""
+
+    async def whoami(self, client: ASGIClient) -> tuple[str, str]:
+        response = await client.get("/whoami/")
+        async with client.websocket("/ws/whoami/") as ws:
+            over_websocket = await ws.receive_text()
+        return response.text, over_websocket
+
+    async def test_force_login_login_and_logout(self) -> None:
+        user = await User.objects.acreate_user("ada", password="lovelace")
+        client = ASGIClient()
+        self.assertEqual(await self.whoami(client), ("anonymous", "anonymous"))
+        await client.aforce_login(user)
+        self.assertEqual(await self.whoami(client), ("ada", "ada"))
+        await client.alogout()
+        self.assertEqual(await self.whoami(client), ("anonymous", "anonymous"))
+        self.assertTrue(await client.alogin(username="ada", password="lovelace"))
+        self.assertEqual(await self.whoami(client), ("ada", "ada"))
+        self.assertFalse(await client.alogin(username="ada", password="wrong"))
+
+    def test_sync_force_login(self) -> None:
+        user = User.objects.create_user("grace")
+        client = ASGIClient()
+        client.force_login(user)
+        self.assertEqual(async_to_sync(self.whoami)(client), ("grace", "grace"))

@@ -161,6 +161,19 @@ async def websocket_cookie(request: HttpRequest, ws: WebSocket) -> None:
     await ws.close()
 
 
+def whoami(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(request.user.get_username() or "anonymous")
+
+
+@websocket
+async def websocket_whoami(request: HttpRequest, ws: WebSocket) -> None:
+    """Sends the handshake's user name, as the session and auth middleware found it."""
+    user = await request.auser()  # type: ignore[attr-defined]
+    await ws.accept()
+    await ws.send(user.get_username() or "anonymous")
+    await ws.close()
+
+
 @websocket
 async def websocket_denied(request: HttpRequest, ws: WebSocket) -> HttpResponse:
     return HttpResponse("not for you", status=403)
@@ -369,6 +382,8 @@ urlpatterns = [
     path("ws/echo/", websocket_echo, name="websocket_echo"),
     path("ws/chat/<str:room>/", websocket_chat),
     path("ws/denied/", websocket_denied),
+    path("whoami/", whoami),
+    path("ws/whoami/", websocket_whoami),
     path("ws/cookie/", websocket_cookie),
     path("ws/fails/", websocket_fails),
     path("ws/waiting/", websocket_waiting),

@@ -27,6 +27,7 @@ from django.test.client import (
     CONTENT_TYPE_RE,
     JSON_CONTENT_TYPE_RE,
     MULTIPART_CONTENT,
+    ClientMixin,
     encode_multipart,
 )
 from django.utils.encoding import force_bytes
@@ -631,8 +632,12 @@ def query_params_for(data: QueryParams | None, query_params: QueryParams | None)
     return data or query_params
 
 
-class ASGIClient:
+class ASGIClient(ClientMixin):
     """An async test client that drives an ASGI application in-process, as a server would.
+
+    Logging in works as with Django's clients, for HTTP and WebSockets alike, through the
+    cookie jar: ``force_login(user)``/``aforce_login(user)``, ``login(**credentials)``/
+    ``alogin(...)``, ``logout()``/``alogout()``, and ``session``/``asession()``.
 
     ``app`` defaults to asgi_bridge's handler for the project, built at the first request.
     Every wait for the application gives up after ``timeout`` seconds (None: never) with

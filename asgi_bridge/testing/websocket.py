@@ -11,7 +11,7 @@ from typing import Any
 
 from ..types import ASGIApp, Message, Scope
 from ..websockets.views import WebSocketDisconnect
-from .client import ApplicationTimeout, ASGIProtocolError, Headers
+from .client import ApplicationTimeout, ASGIProtocolError, Headers, connections_kept_open
 
 
 class WebSocketDenied(Exception):
@@ -45,7 +45,10 @@ class WebSocketSession:
 
     async def __aenter__(self) -> WebSocketSession:
         async def serve() -> None:
-            await self.app(self.scope, self._to_app.get, self._put)
+            # As for HTTP requests: no close_old_connections around the connection, whose sync
+            # code runs inside the test case's transaction in an async test method.
+            with connections_kept_open():
+                await self.app(self.scope, self._to_app.get, self._put)
 
         self._task = asyncio.create_task(serve())
         await self._to_app.put({"type": "websocket.connect"})
