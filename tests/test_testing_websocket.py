@@ -97,3 +97,12 @@ class LoginTests(TestCase):
         client = ASGIClient()
         client.force_login(user)
         self.assertEqual(async_to_sync(self.whoami)(client), ("grace", "grace"))
+
+
+def test_a_websocket_through_the_asgi_client_fixture(asgi_client: ASGIClient) -> None:
+    async def echo() -> str:
+        async with asgi_client.websocket("/ws/echo/") as ws:
+            await ws.send("through the fixture")
+            return await ws.receive_text()
+
+    assert async_to_sync(echo)() == "through the fixture"
