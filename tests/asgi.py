@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import unittest
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import AsyncToSync
 from asgiref.testing import ApplicationCommunicator
+from django.core.signals import request_finished, request_started
 
 from asgi_bridge.types import Message, Scope
 
@@ -120,3 +122,21 @@ async def started_lifespan(application: Any, state: dict[str, Any] | None = None
     if message != {"type": "lifespan.startup.complete"}:
         raise AssertionError(f"lifespan startup answered {message!r}")
     return communicator
+
+
+def record_signals(test: unittest.TestCase) -> list[str]:
+    """ "started" and "finished" for each request_started and request_finished, in order, for
+    as long as ``test`` runs."""
+    seen: list[str] = []
+
+    def started(**kwargs: object) -> None:
+        seen.append("started")
+
+    def finished(**kwargs: object) -> None:
+        seen.append("finished")
+
+    request_started.connect(started)
+    request_finished.connect(finished)
+    test.addCleanup(request_started.disconnect, started)
+    test.addCleanup(request_finished.disconnect, finished)
+    return seen

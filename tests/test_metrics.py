@@ -7,14 +7,13 @@ import logging
 import threading
 
 from asgiref.testing import ApplicationCommunicator
-from django.core.signals import request_finished, request_started
 from django.test import RequestFactory, SimpleTestCase, override_settings
 
 from asgi_bridge import get_asgi_application
 from asgi_bridge.metrics import log_metrics_every, metrics_view, thread_metrics
 
 from . import urls
-from .asgi import ServedLikeByAServer, body_of, collect_response, http_scope
+from .asgi import ServedLikeByAServer, body_of, collect_response, http_scope, record_signals
 from .test_handler import wait_for_event
 
 BUSY = {"THREADS": 1, "THREAD_WAIT_TIMEOUT": 0.05}
@@ -25,21 +24,10 @@ class BusyTests(ServedLikeByAServer, SimpleTestCase):
         urls.observed.clear()
         urls.observed.update(view_started=threading.Event(), release=threading.Event())
         self.addCleanup(urls.observed["release"].set)
-        self.signals: list[str] = []
+        self.signals = record_signals(self)
         # Built now: get_asgi_application() sets logging up again, which would take assertLogs'
         # handler off the django.request logger.
         self.application = get_asgi_application()
-
-        def started(**kwargs: object) -> None:
-            self.signals.append("started")
-
-        def finished(**kwargs: object) -> None:
-            self.signals.append("finished")
-
-        request_started.connect(started)
-        request_finished.connect(finished)
-        self.addCleanup(request_started.disconnect, started)
-        self.addCleanup(request_finished.disconnect, finished)
 
     async def hold_the_only_thread(self) -> ApplicationCommunicator:
         holder = ApplicationCommunicator(self.application, http_scope("/blocking/"))

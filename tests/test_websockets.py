@@ -9,7 +9,6 @@ import threading
 from typing import Any
 
 from asgiref.testing import ApplicationCommunicator
-from django.core.signals import request_finished, request_started
 from django.test import SimpleTestCase, override_settings
 from django.urls import reverse
 
@@ -17,7 +16,7 @@ from asgi_bridge import get_asgi_application
 from asgi_bridge.metrics import thread_metrics
 
 from . import urls
-from .asgi import ServedLikeByAServer, body_of, collect_response, http_scope
+from .asgi import ServedLikeByAServer, body_of, collect_response, http_scope, record_signals
 
 TIMEOUT = 5
 
@@ -44,18 +43,7 @@ def websocket_scope(path: str, **extra: Any) -> dict[str, Any]:
 class WebSocketTestCase(ServedLikeByAServer, SimpleTestCase):
     def setUp(self) -> None:
         urls.observed.clear()
-        self.signals: list[str] = []
-
-        def started(**kwargs: object) -> None:
-            self.signals.append("started")
-
-        def finished(**kwargs: object) -> None:
-            self.signals.append("finished")
-
-        request_started.connect(started)
-        request_finished.connect(finished)
-        self.addCleanup(request_started.disconnect, started)
-        self.addCleanup(request_finished.disconnect, finished)
+        self.signals = record_signals(self)
         self.application = get_asgi_application()
 
     async def connect(self, scope: dict[str, Any]) -> tuple[ApplicationCommunicator, Any]:

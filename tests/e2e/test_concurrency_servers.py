@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import resource
 import time
 import uuid
 from collections.abc import Awaitable, Iterator
@@ -25,6 +24,7 @@ from typing import Any, TypeVar
 import pytest
 
 from .conftest import SUMMARY_PROPERTY, RunningServer, ServerEnvironment, start_server
+from .crowds import all_without_stall, open_files_raised_to
 
 SERVERS = ["uvicorn", "daphne", "granian", "hypercorn"]
 THREADS = 32
@@ -50,16 +50,8 @@ T = TypeVar("T")
 @pytest.fixture
 def enough_file_descriptors() -> Iterator[None]:
     """Raise the soft limit on open files to FILE_DESCRIPTORS (within the hard limit)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = FILE_DESCRIPTORS if hard == resource.RLIM_INFINITY else min(FILE_DESCRIPTORS, hard)
-    if wanted < 2 * (LONG_POLLS + EVENT_STREAMS):
-        pytest.fail(f"the hard limit on open files ({hard}) is too low for this test")
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    try:
+    with open_files_raised_to(FILE_DESCRIPTORS, needed=2 * (LONG_POLLS + EVENT_STREAMS)):
         yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 @pytest.fixture
@@ -171,23 +163,6 @@ async def open_event_stream(
     return connection
 
 
-async def all_without_stall(tasks: list[asyncio.Task[T]], what: str) -> list[T]:
-    """Wait for every task; fail if none finishes for STALL_TIMEOUT s (the rest are cancelled)."""
-    pending = set(tasks)
-    while pending:
-        done, pending = await asyncio.wait(
-            pending, timeout=STALL_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
-        )
-        if not done:
-            for task in pending:
-                task.cancel()
-            raise AssertionError(
-                f"{what}: {len(tasks) - len(pending)} of {len(tasks)}, "
-                f"then none more for {STALL_TIMEOUT:g} s"
-            )
-    return [task.result() for task in tasks]
-
-
 async def wait_until_waiting(server: RunningServer, token: str, expected: int) -> None:
     """Poll /long-poll/status/ until ``expected`` long polls wait in their view."""
     target = f"/long-poll/status/?token={token}"
@@ -240,6 +215,7 @@ async def run_crowd(server: RunningServer) -> dict[str, Any]:
                 for _ in range(LONG_POLLS)
             ],
             "long polls sent",
+            stall=STALL_TIMEOUT,
         )
         await wait_until_waiting(server, token, LONG_POLLS)
 
@@ -252,6 +228,7 @@ async def run_crowd(server: RunningServer) -> dict[str, Any]:
                 for _ in range(EVENT_STREAMS)
             ],
             f"event streams given their first event while {LONG_POLLS} long polls waited",
+            stall=STALL_TIMEOUT,
         )
         first_events = time.monotonic() - streams_opened
 
@@ -271,6 +248,7 @@ async def run_crowd(server: RunningServer) -> dict[str, Any]:
         outcomes = await all_without_stall(
             [asyncio.create_task(read_response(connection)) for connection in long_polls],
             "released long polls answered",
+            stall=STALL_TIMEOUT,
         )
     finally:
         abort(long_polls + streams)

@@ -17,7 +17,6 @@ import asyncio
 import dataclasses
 import json
 import re
-import resource
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ from .conftest import (
     ServerEnvironment,
     start_server,
 )
+from .crowds import all_without_stall, open_files_raised_to
 
 SERVERS = ["uvicorn", "daphne", "granian", "hypercorn"]
 THREADS = 4
@@ -68,16 +68,8 @@ T = TypeVar("T")
 @pytest.fixture(scope="module")
 def enough_file_descriptors() -> Iterator[None]:
     """Raise the soft limit on open files to FILE_DESCRIPTORS (within the hard limit)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = FILE_DESCRIPTORS if hard == resource.RLIM_INFINITY else min(FILE_DESCRIPTORS, hard)
-    if wanted < 3 * OPEN_SOCKETS:
-        pytest.fail(f"the hard limit on open files ({hard}) is too low for this test")
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    try:
+    with open_files_raised_to(FILE_DESCRIPTORS, needed=3 * OPEN_SOCKETS):
         yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 @pytest.fixture(scope="module", params=SERVERS)
@@ -275,23 +267,6 @@ def test_a_plain_get_to_a_websocket_view_is_426(server: RunningServer) -> None:
     assert response.headers["upgrade"].lower() == "websocket"
 
 
-async def all_without_stall(tasks: list[asyncio.Task[T]], what: str) -> list[T]:
-    """Wait for every task; fail if none finishes for STEP_TIMEOUT s (the rest are cancelled)."""
-    pending = set(tasks)
-    while pending:
-        done, pending = await asyncio.wait(
-            pending, timeout=STEP_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
-        )
-        if not done:
-            for task in pending:
-                task.cancel()
-            raise AssertionError(
-                f"{what}: {len(tasks) - len(pending)} of {len(tasks)}, "
-                f"then none more for {STEP_TIMEOUT:g} s"
-            )
-    return [task.result() for task in tasks]
-
-
 async def run_crowd(server: RunningServer) -> dict[str, float]:
     """Open OPEN_SOCKETS echo sockets, echo one message on each, GET a page, close them all."""
     connecting = asyncio.Semaphore(CONNECTING_AT_ONCE)
@@ -317,7 +292,9 @@ async def run_crowd(server: RunningServer) -> dict[str, float]:
     started = time.monotonic()
     try:
         opened = await all_without_stall(
-            [asyncio.create_task(open_one()) for _ in range(OPEN_SOCKETS)], "sockets opened"
+            [asyncio.create_task(open_one()) for _ in range(OPEN_SOCKETS)],
+            "sockets opened",
+            stall=STEP_TIMEOUT,
         )
         opening = time.monotonic() - started
 
@@ -325,6 +302,7 @@ async def run_crowd(server: RunningServer) -> dict[str, float]:
         answers = await all_without_stall(
             [asyncio.create_task(echo_one(socket, n)) for n, socket in enumerate(opened)],
             "sockets echoed",
+            stall=STEP_TIMEOUT,
         )
         echoing = time.monotonic() - echoed
         assert answers == [f"socket {n}" for n in range(OPEN_SOCKETS)]
@@ -343,7 +321,9 @@ async def run_crowd(server: RunningServer) -> dict[str, float]:
 
         closed = time.monotonic()
         await all_without_stall(
-            [asyncio.create_task(socket.close()) for socket in opened], "sockets closed"
+            [asyncio.create_task(socket.close()) for socket in opened],
+            "sockets closed",
+            stall=STEP_TIMEOUT,
         )
         closing = time.monotonic() - closed
         codes = {socket.close_code for socket in opened}
