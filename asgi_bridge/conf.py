@@ -20,6 +20,9 @@ DEFAULT_THREAD_WAIT_TIMEOUT = 10.0
 # Requests waiting for a thread at once: well past a burst of connections opening together
 # (each needs a thread for its middleware), while bounding what a flood can queue up.
 DEFAULT_THREAD_QUEUE_SIZE = 1000
+# Messages a WebSocket may queue behind a send that waits for a slow client: room for a burst
+# of broadcasts, not for a client that has stopped reading.
+DEFAULT_WEBSOCKET_SEND_QUEUE_SIZE = 64
 DEFAULT_BACKGROUND_SHUTDOWN_TIMEOUT = 30.0
 # after_response() work is mostly waiting on I/O (mail, webhooks), which a few threads keep up
 # with; few, so that it takes little of the GIL from requests and few more database connections.
@@ -52,6 +55,8 @@ class BridgeSettings:
     websocket_allow_no_origin: bool = True
     # Origins allowed besides the request's host, ALLOWED_HOSTS and CSRF_TRUSTED_ORIGINS.
     websocket_allowed_origins: tuple[str, ...] = ()
+    # Messages a WebSocket queues while a send waits for a slow client, before closing (1013).
+    websocket_send_queue_size: int = DEFAULT_WEBSOCKET_SEND_QUEUE_SIZE
     # Dotted paths to async context managers run for the ASGI lifespan, in order.
     lifespan: tuple[str, ...] = ()
     # How long lifespan shutdown waits for after_response() work before cancelling it.
@@ -150,6 +155,7 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "WEBSOCKET_ORIGIN_CHECK": ("websocket_origin_check", _bool),
     "WEBSOCKET_ALLOW_NO_ORIGIN": ("websocket_allow_no_origin", _bool),
     "WEBSOCKET_ALLOWED_ORIGINS": ("websocket_allowed_origins", _origins),
+    "WEBSOCKET_SEND_QUEUE_SIZE": ("websocket_send_queue_size", _positive_int),
     "LIFESPAN": ("lifespan", _dotted_paths),
     "BACKGROUND_SHUTDOWN_TIMEOUT": ("background_shutdown_timeout", _optional_positive_seconds),
     "BACKGROUND_THREADS": ("background_threads", _positive_int),

@@ -201,3 +201,19 @@ class WebSocketSettingsTests(SimpleTestCase):
                 self.assertRaisesMessage(ImproperlyConfigured, f"ASGI_BRIDGE[{key!r}] must be"),
             ):
                 parse_settings({key: "yes"})
+
+
+class WebSocketSendQueueSettingTests(SimpleTestCase):
+    def test_default_and_validation(self) -> None:
+        self.assertEqual(parse_settings({}).websocket_send_queue_size, 64)
+        self.assertEqual(
+            parse_settings({"WEBSOCKET_SEND_QUEUE_SIZE": 256}).websocket_send_queue_size, 256
+        )
+        for value in (0, -1, "64", None, True):
+            with (
+                self.subTest(value=value),
+                self.assertRaisesMessage(
+                    ImproperlyConfigured, "ASGI_BRIDGE['WEBSOCKET_SEND_QUEUE_SIZE'] must be"
+                ),
+            ):
+                parse_settings({"WEBSOCKET_SEND_QUEUE_SIZE": value})

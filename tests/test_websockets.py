@@ -12,7 +12,7 @@ from asgiref.testing import ApplicationCommunicator
 from django.test import SimpleTestCase, override_settings
 from django.urls import reverse
 
-from asgi_bridge import get_asgi_application
+from asgi_bridge import WebSocketDisconnect, get_asgi_application
 from asgi_bridge.metrics import thread_metrics
 
 from . import urls
@@ -261,3 +261,82 @@ class CloseAfterErrorTests(SimpleTestCase):
         socket, sent = self.socket(lambda message: OSError("gone"))
         asyncio.run(socket.close_after_error())
         self.assertEqual(sent, [])
+
+
+class SendQueueTests(SimpleTestCase):
+    """A send that waits for the server queues the others behind it, up to a bound."""
+
+    def socket(self) -> tuple[Any, list[dict[str, Any]], asyncio.Event]:
+        from asgi_bridge.websockets import WebSocket, WebSocketState
+
+        sent: list[dict[str, Any]] = []
+        reading = asyncio.Event()
+
+        async def send(message: dict[str, Any]) -> None:
+            # The first message waits for the client to read, as a server's send does when its
+            # buffer is full.
+            if not sent:
+                await reading.wait()
+            sent.append(dict(message))
+
+        async def receive() -> dict[str, Any]:
+            raise AssertionError("not called")
+
+        socket = WebSocket(websocket_scope("/ws/slow/"), receive, send)
+        socket.client_state = WebSocketState.CONNECTED
+        socket.send_queue_size = 2
+        return socket, sent, reading
+
+    def test_sends_behind_a_waiting_one_are_queued_and_sent_in_order(self) -> None:
+        async def scenario() -> list[dict[str, Any]]:
+            socket, sent, reading = self.socket()
+            first = asyncio.ensure_future(socket.send("one"))
+            await asyncio.sleep(0)
+            await socket.send("two")  # returns once queued
+            await socket.send(b"three")
+            self.assertEqual(sent, [])
+            reading.set()
+            await first
+            await socket.close()
+            return sent
+
+        self.assertEqual(
+            asyncio.run(scenario()),
+            [
+                {"type": "websocket.send", "text": "one"},
+                {"type": "websocket.send", "text": "two"},
+                {"type": "websocket.send", "bytes": b"three"},
+                {"type": "websocket.close", "code": 1000, "reason": ""},
+            ],
+        )
+
+    def test_a_client_that_does_not_read_is_closed_with_1013(self) -> None:
+        async def scenario() -> tuple[list[dict[str, Any]], int]:
+            socket, sent, reading = self.socket()
+            first = asyncio.ensure_future(socket.send("one"))
+            await asyncio.sleep(0)
+            await socket.send("two")
+            await socket.send("three")
+            with (
+                self.assertLogs("asgi_bridge", "WARNING") as logged,
+                self.assertRaises(WebSocketDisconnect) as refused,
+            ):
+                await socket.send("four")
+            self.assertIn("2 queued messages dropped", logged.output[0])
+            # A close asked for meanwhile waits for the writer too.
+            await socket.close()
+            reading.set()
+            await first
+            with self.assertRaises(WebSocketDisconnect):
+                await socket.send("five")
+            return sent, refused.exception.code
+
+        sent, code = asyncio.run(scenario())
+        self.assertEqual(code, 1013)
+        self.assertEqual(
+            sent,
+            [
+                {"type": "websocket.send", "text": "one"},
+                {"type": "websocket.close", "code": 1013, "reason": "Try Again Later"},
+            ],
+        )

@@ -20,16 +20,19 @@ import enum
 import functools
 import json
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, TypeVar, overload
 
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 
+from ..conf import bridge_settings
 from ..types import Receive, Send
 from .handshake import SOCKET_KEY, origin_allowed
 
 logger = logging.getLogger("django.request")
+bridge_logger = logging.getLogger("asgi_bridge")
 
 V = TypeVar("V", bound=Callable[..., Awaitable[Any]])
 
@@ -62,6 +65,14 @@ class WebSocket:
         self.client_state = WebSocketState.CONNECTING
         # What the client offered in Sec-WebSocket-Protocol, in its order.
         self.subprotocols: list[str] = list(scope.get("subprotocols") or ())
+        # Messages sent while another send() waits for the server (the client reads slowly),
+        # in order; at most send_queue_size, past which the socket is closed with 1013.
+        self._outgoing: deque[dict[str, Any]] = deque()
+        self._writing = False
+        self._overflowed = False
+        # A close asked for while a send was under way: sent after it, by the same writer.
+        self._close_after: tuple[int, str] | None = None
+        self.send_queue_size = bridge_settings().websocket_send_queue_size
 
     async def accept(
         self, subprotocol: str | None = None, headers: Iterable[tuple[str, str]] | None = None
@@ -118,15 +129,57 @@ class WebSocket:
         return json.loads(message)
 
     async def send(self, data: str | bytes) -> None:
-        """Send a text frame for ``str``, a binary frame for ``bytes``."""
+        """Send a text frame for ``str``, a binary frame for ``bytes``.
+
+        It returns once the server took the message, or, while another send() of this socket
+        waits for the server (a client that reads slowly), once the message is queued behind
+        it. Past ``ASGI_BRIDGE["WEBSOCKET_SEND_QUEUE_SIZE"]`` queued messages the client is not
+        keeping up: the socket is closed with 1013 (try again later), the queued messages are
+        dropped and logged, and this send raises WebSocketDisconnect(1013).
+        """
+        if self._overflowed:
+            raise WebSocketDisconnect(1013, "the client did not read its messages")
         if self.client_state is not WebSocketState.CONNECTED:
             raise RuntimeError(f"send() on a WebSocket that is {self.client_state.value}.")
         if isinstance(data, str):
-            await self._send({"type": "websocket.send", "text": data})
+            message: dict[str, Any] = {"type": "websocket.send", "text": data}
         elif isinstance(data, (bytes, bytearray, memoryview)):
-            await self._send({"type": "websocket.send", "bytes": bytes(data)})
+            message = {"type": "websocket.send", "bytes": bytes(data)}
         else:
             raise TypeError(f"send() takes str or bytes, not {type(data).__name__}.")
+        if self._writing:
+            if len(self._outgoing) >= self.send_queue_size:
+                self._overflow()
+                raise WebSocketDisconnect(1013, "the client did not read its messages")
+            self._outgoing.append(message)
+            return
+        self._writing = True
+        try:
+            await self._send(message)
+            # What other senders queued meanwhile, in order, by the one holding the pen.
+            while self._outgoing:
+                await self._send(self._outgoing.popleft())
+        finally:
+            self._writing = False
+        if self._overflowed:
+            await self.close(1013, "Try Again Later")
+        elif self._close_after is not None:
+            await self.close(*self._close_after)
+
+    def _overflow(self) -> None:
+        """Too many messages wait for a client that does not read: drop them, close at once
+        if nothing is being written, else once the write under way returns."""
+        dropped = len(self._outgoing)
+        self._outgoing.clear()
+        self._overflowed = True
+        bridge_logger.warning(
+            "Closing a WebSocket whose client does not read (%s): %d queued messages dropped "
+            "(ASGI_BRIDGE['WEBSOCKET_SEND_QUEUE_SIZE'] is %d)",
+            self.scope.get("path"),
+            dropped,
+            self.send_queue_size,
+            extra={"status_code": 1013},
+        )
 
     async def send_json(self, data: Any) -> None:
         await self.send(json.dumps(data, separators=(",", ":")))
@@ -134,6 +187,10 @@ class WebSocket:
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection; a no-op once it is closed."""
         if self.client_state is WebSocketState.DISCONNECTED:
+            return
+        if self._writing:
+            # Never two sends at once on one connection: the writer closes once it is done.
+            self._close_after = (code, reason)
             return
         await self._send({"type": "websocket.close", "code": code, "reason": reason})
         self.client_state = WebSocketState.DISCONNECTED
