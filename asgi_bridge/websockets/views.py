@@ -21,7 +21,7 @@ import functools
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from typing import Any, TypeVar, overload
 
 from django.http import HttpRequest, HttpResponse
@@ -234,16 +234,18 @@ def upgrade_required() -> HttpResponse:
 
 
 WebSocketViewFunction = Callable[..., Awaitable[HttpResponseBase | None]]
+# What @websocket returns: an async Django view, as django.urls.path() takes one.
+WebSocketDjangoView = Callable[..., Coroutine[Any, Any, HttpResponseBase]]
 
 
 @overload
-def websocket(view: V, /) -> Callable[..., Awaitable[HttpResponseBase]]: ...
+def websocket(view: V, /) -> WebSocketDjangoView: ...
 
 
 @overload
 def websocket(
     *, subprotocols: Iterable[str] | None = None
-) -> Callable[[V], Callable[..., Awaitable[HttpResponseBase]]]: ...
+) -> Callable[[V], WebSocketDjangoView]: ...
 
 
 def websocket(view: Any = None, /, *, subprotocols: Iterable[str] | None = None) -> Any:
@@ -252,7 +254,7 @@ def websocket(view: Any = None, /, *, subprotocols: Iterable[str] | None = None)
     none of them is denied (403), and ``ws.subprotocols`` keeps only those."""
     supported = list(subprotocols) if subprotocols is not None else None
 
-    def decorate(func: WebSocketViewFunction) -> Callable[..., Awaitable[HttpResponseBase]]:
+    def decorate(func: WebSocketViewFunction) -> WebSocketDjangoView:
         @functools.wraps(func)
         async def websocket_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
             socket: WebSocket | None = getattr(request, "scope", {}).get(SOCKET_KEY)
