@@ -354,6 +354,7 @@ class ASGIHandler(django_asgi.ASGIHandler):
         http_scope = websocket_request_scope(scope, socket)
         set_script_prefix(get_script_prefix(http_scope))
         cycle = RequestCycle(http_scope)
+        metrics.open_websockets.value += 1
         try:
             try:
                 await self.produce_response(http_scope, io.BytesIO(), cycle)
@@ -372,6 +373,7 @@ class ASGIHandler(django_asgi.ASGIHandler):
         except OSError:
             pass  # The client left while the handshake was being denied.
         finally:
+            metrics.open_websockets.value -= 1
             await self.finish(cycle)
 
     async def answer_busy(

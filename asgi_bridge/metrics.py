@@ -1,5 +1,8 @@
 """What the thread pool is doing: a snapshot to read, log lines at an interval, a Prometheus view.
 
+``websocket_metrics()`` counts the WebSockets open and those closed with 1013 because their
+client did not read; ``metrics_view`` serves those too.
+
 ``thread_metrics()`` returns a ``ThreadMetrics``: the pool's threads (busy, idle), the requests
 waiting for one, how many waited and for how long, and how many were refused a thread (timed
 out or found the queue full) and answered 503. ``ASGI_BRIDGE["METRICS_LOG_INTERVAL"]`` logs the
@@ -37,6 +40,21 @@ class _Counter:
 
 # 503 responses sent because a request got no thread.
 busy_responses = _Counter()
+# WebSockets open now, and those closed with 1013 because their client did not read.
+open_websockets = _Counter()
+slow_websocket_closes = _Counter()
+
+
+@dataclass(frozen=True)
+class WebSocketMetrics:
+    """WebSockets open in this process, and those closed because their client did not read."""
+
+    open: int
+    slow_reader_closes: int
+
+
+def websocket_metrics() -> WebSocketMetrics:
+    return WebSocketMetrics(open_websockets.value, slow_websocket_closes.value)
 
 
 @dataclass(frozen=True)
@@ -78,25 +96,38 @@ _PROMETHEUS = (
 )
 
 
-def prometheus_text(metrics: ThreadMetrics) -> str:
+_PROMETHEUS_WEBSOCKETS = (
+    ("open", "WebSockets open.", "gauge"),
+    ("slow_reader_closes", "WebSockets closed with 1013: their client did not read.", "counter"),
+)
+
+
+def prometheus_text(metrics: ThreadMetrics, websockets: WebSocketMetrics | None = None) -> str:
     """The metrics in Prometheus' text exposition format (version 0.0.4)."""
-    lines = []
-    for name, help_text, kind in _PROMETHEUS:
-        metric = f"asgi_bridge_thread_pool_{name}"
-        if kind == "counter":
-            metric += "_total"
-        lines += [
-            f"# HELP {metric} {help_text}",
-            f"# TYPE {metric} {kind}",
-            f"{metric} {getattr(metrics, name)}",
-        ]
+    lines: list[str] = []
+    groups: list[tuple[str, object, tuple[tuple[str, str, str], ...]]] = [
+        ("thread_pool", metrics, _PROMETHEUS)
+    ]
+    if websockets is not None:
+        groups.append(("websockets", websockets, _PROMETHEUS_WEBSOCKETS))
+    for prefix, values, figures in groups:
+        for name, help_text, kind in figures:
+            metric = f"asgi_bridge_{prefix}_{name}"
+            if kind == "counter":
+                metric += "_total"
+            lines += [
+                f"# HELP {metric} {help_text}",
+                f"# TYPE {metric} {kind}",
+                f"{metric} {getattr(values, name)}",
+            ]
     return "\n".join(lines) + "\n"
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """This process's thread pool metrics for Prometheus to scrape."""
+    """This process's thread pool and WebSocket metrics for Prometheus to scrape."""
     return HttpResponse(
-        prometheus_text(thread_metrics()), content_type="text/plain; version=0.0.4; charset=utf-8"
+        prometheus_text(thread_metrics(), websocket_metrics()),
+        content_type="text/plain; version=0.0.4; charset=utf-8",
     )
 
 

@@ -116,6 +116,8 @@ class MetricsTests(SimpleTestCase):
             "# TYPE asgi_bridge_thread_pool_busy gauge",
             "# TYPE asgi_bridge_thread_pool_timeouts_total counter",
             "# TYPE asgi_bridge_thread_pool_busy_responses_total counter",
+            "# TYPE asgi_bridge_websockets_open gauge",
+            "# TYPE asgi_bridge_websockets_slow_reader_closes_total counter",
         ):
             self.assertIn(line, text)
         metrics = thread_metrics()

@@ -13,7 +13,7 @@ from django.test import SimpleTestCase, override_settings
 from django.urls import reverse
 
 from asgi_bridge import WebSocketDisconnect, get_asgi_application
-from asgi_bridge.metrics import thread_metrics
+from asgi_bridge.metrics import thread_metrics, websocket_metrics
 
 from . import urls
 from .asgi import ServedLikeByAServer, body_of, collect_response, http_scope, record_signals
@@ -190,6 +190,7 @@ class ErrorTests(WebSocketTestCase):
 class NoThreadPerSocketTests(WebSocketTestCase):
     async def test_open_sockets_hold_no_thread(self) -> None:
         count = 100
+        open_before = websocket_metrics().open
         urls.observed["websocket_gate"] = urls.Gate(count)
         sockets = []
         for _ in range(count):
@@ -208,6 +209,7 @@ class NoThreadPerSocketTests(WebSocketTestCase):
                 break
             await asyncio.sleep(0.01)
         self.assertEqual(thread_metrics().busy, 0)
+        self.assertEqual(websocket_metrics().open - open_before, count)
         for communicator in sockets:
             await communicator.send_input({"type": "websocket.receive", "text": "bye"})
             self.assertEqual(
@@ -215,6 +217,7 @@ class NoThreadPerSocketTests(WebSocketTestCase):
                 {"type": "websocket.send", "text": "bye"},
             )
             await communicator.wait(TIMEOUT)
+        self.assertEqual(websocket_metrics().open, open_before)
         self.assertEqual(self.signals.count("started"), count)
         self.assertEqual(self.signals.count("finished"), count)
 
@@ -311,6 +314,8 @@ class SendQueueTests(SimpleTestCase):
         )
 
     def test_a_client_that_does_not_read_is_closed_with_1013(self) -> None:
+        closes_before = websocket_metrics().slow_reader_closes
+
         async def scenario() -> tuple[list[dict[str, Any]], int]:
             socket, sent, reading = self.socket()
             first = asyncio.ensure_future(socket.send("one"))
@@ -333,6 +338,7 @@ class SendQueueTests(SimpleTestCase):
 
         sent, code = asyncio.run(scenario())
         self.assertEqual(code, 1013)
+        self.assertEqual(websocket_metrics().slow_reader_closes - closes_before, 1)
         self.assertEqual(
             sent,
             [

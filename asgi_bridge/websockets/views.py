@@ -27,6 +27,7 @@ from typing import Any, TypeVar, overload
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 
+from .. import metrics
 from ..conf import bridge_settings
 from ..types import Receive, Send
 from .handshake import SOCKET_KEY, origin_allowed
@@ -172,6 +173,7 @@ class WebSocket:
         dropped = len(self._outgoing)
         self._outgoing.clear()
         self._overflowed = True
+        metrics.slow_websocket_closes.value += 1
         bridge_logger.warning(
             "Closing a WebSocket whose client does not read (%s): %d queued messages dropped "
             "(ASGI_BRIDGE['WEBSOCKET_SEND_QUEUE_SIZE'] is %d)",
