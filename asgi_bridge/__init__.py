@@ -10,11 +10,14 @@ __all__ = [
     "ASGIRequest",
     "WebSocketDisconnect",
     "__version__",
+    "broadcast",
+    "broadcast_sync",
     "get_asgi_application",
     "websocket",
 ]
 
 if TYPE_CHECKING:
+    from .broadcasting import broadcast, broadcast_sync
     from .handler import ASGIHandler
     from .request import ASGIRequest
     from .websockets import WebSocketDisconnect, websocket
@@ -40,6 +43,10 @@ def __getattr__(name: str) -> object:
         from .request import ASGIRequest
 
         return ASGIRequest
+    if name in ("broadcast", "broadcast_sync"):
+        from . import broadcasting
+
+        return getattr(broadcasting, name)
     if name in ("websocket", "WebSocketDisconnect"):
         from . import websockets
 

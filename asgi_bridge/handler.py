@@ -24,6 +24,7 @@ from django.urls import set_script_prefix
 
 from . import metrics
 from .background import BackgroundWork, RequestWork, pending_work
+from .broadcasting import groups
 from .chain import PendingView, SyncChainHandler, middleware_hops_in_async_mode
 from .conf import bridge_settings
 from .exceptions import RequestBodyTimeout, RequestBodyTooLarge, ThreadUnavailable
@@ -374,6 +375,8 @@ class ASGIHandler(django_asgi.ASGIHandler):
             pass  # The client left while the handshake was being denied.
         finally:
             metrics.open_websockets.value -= 1
+            if socket.groups:
+                groups().leave_all(socket)
             await self.finish(cycle)
 
     async def answer_busy(

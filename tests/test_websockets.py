@@ -266,33 +266,34 @@ class CloseAfterErrorTests(SimpleTestCase):
         self.assertEqual(sent, [])
 
 
+def slow_socket() -> tuple[Any, list[dict[str, Any]], asyncio.Event]:
+    """A connected WebSocket whose first message waits for the client to read, as a server's
+    send does when its buffer is full; it queues at most two messages behind it."""
+    from asgi_bridge.websockets import WebSocket, WebSocketState
+
+    sent: list[dict[str, Any]] = []
+    reading = asyncio.Event()
+
+    async def send(message: dict[str, Any]) -> None:
+        if not sent:
+            await reading.wait()
+        sent.append(dict(message))
+
+    async def receive() -> dict[str, Any]:
+        raise AssertionError("not called")
+
+    socket = WebSocket(websocket_scope("/ws/slow/"), receive, send)
+    socket.client_state = WebSocketState.CONNECTED
+    socket.send_queue_size = 2
+    return socket, sent, reading
+
+
 class SendQueueTests(SimpleTestCase):
     """A send that waits for the server queues the others behind it, up to a bound."""
 
-    def socket(self) -> tuple[Any, list[dict[str, Any]], asyncio.Event]:
-        from asgi_bridge.websockets import WebSocket, WebSocketState
-
-        sent: list[dict[str, Any]] = []
-        reading = asyncio.Event()
-
-        async def send(message: dict[str, Any]) -> None:
-            # The first message waits for the client to read, as a server's send does when its
-            # buffer is full.
-            if not sent:
-                await reading.wait()
-            sent.append(dict(message))
-
-        async def receive() -> dict[str, Any]:
-            raise AssertionError("not called")
-
-        socket = WebSocket(websocket_scope("/ws/slow/"), receive, send)
-        socket.client_state = WebSocketState.CONNECTED
-        socket.send_queue_size = 2
-        return socket, sent, reading
-
     def test_sends_behind_a_waiting_one_are_queued_and_sent_in_order(self) -> None:
         async def scenario() -> list[dict[str, Any]]:
-            socket, sent, reading = self.socket()
+            socket, sent, reading = slow_socket()
             first = asyncio.ensure_future(socket.send("one"))
             await asyncio.sleep(0)
             await socket.send("two")  # returns once queued
@@ -317,7 +318,7 @@ class SendQueueTests(SimpleTestCase):
         closes_before = websocket_metrics().slow_reader_closes
 
         async def scenario() -> tuple[list[dict[str, Any]], int]:
-            socket, sent, reading = self.socket()
+            socket, sent, reading = slow_socket()
             first = asyncio.ensure_future(socket.send("one"))
             await asyncio.sleep(0)
             await socket.send("two")

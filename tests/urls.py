@@ -23,6 +23,7 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
 from asgi_bridge.background import after_response
+from asgi_bridge.broadcasting import broadcast, broadcast_sync
 from asgi_bridge.sse import EventStreamResponse
 from asgi_bridge.websockets import WebSocket, websocket
 
@@ -172,6 +173,33 @@ async def websocket_whoami(request: HttpRequest, ws: WebSocket) -> None:
     await ws.accept()
     await ws.send(user.get_username() or "anonymous")
     await ws.close()
+
+
+@websocket
+async def websocket_room(request: HttpRequest, ws: WebSocket, name: str) -> None:
+    """Joins the group ``name``; "say:<text>" broadcasts the text to the others, "json:<text>"
+    broadcasts {"said": text} to everyone, "bytes:<text>" the bytes, "leave" leaves."""
+    await ws.accept()
+    await ws.join(name)
+    await ws.send("joined")
+    async for message in ws:
+        assert isinstance(message, str)
+        kind, _, text = message.partition(":")
+        if kind == "say":
+            await broadcast(name, text, exclude=ws)
+        elif kind == "json":
+            await broadcast(name, {"said": text})
+        elif kind == "bytes":
+            await broadcast(name, text.encode())
+        elif kind == "leave":
+            await ws.leave(name)
+            await ws.send("left")
+
+
+def announce(request: HttpRequest, name: str) -> HttpResponse:
+    """A sync view that broadcasts ?text= to the group ``name``."""
+    broadcast_sync(name, request.GET["text"])
+    return HttpResponse("announced")
 
 
 @websocket
@@ -382,6 +410,8 @@ urlpatterns = [
     path("ws/echo/", websocket_echo, name="websocket_echo"),
     path("ws/chat/<str:room>/", websocket_chat),
     path("ws/denied/", websocket_denied),
+    path("ws/room/<str:name>/", websocket_room),
+    path("announce/<str:name>/", announce),
     path("whoami/", whoami),
     path("ws/whoami/", websocket_whoami),
     path("ws/cookie/", websocket_cookie),

@@ -15,6 +15,7 @@ GET request; the view is called with the socket, and whatever it (or middleware)
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import functools
@@ -73,6 +74,10 @@ class WebSocket:
         self._overflowed = False
         # A close asked for while a send was under way: sent after it, by the same writer.
         self._close_after: tuple[int, str] | None = None
+        # The task writing what deliver() queued, while there is one.
+        self._writer: asyncio.Task[None] | None = None
+        # The broadcast groups this socket is in; it leaves them all when it ends.
+        self.groups: set[str] = set()
         self.send_queue_size = bridge_settings().websocket_send_queue_size
 
     async def accept(
@@ -125,6 +130,18 @@ class WebSocket:
             raise TypeError("Expected a binary frame, received a text one.")
         return message
 
+    async def join(self, group: str) -> None:
+        """Receive what is broadcast to ``group`` (asgi_bridge.broadcast), until leave() or
+        the end of the connection."""
+        from ..broadcasting import groups
+
+        groups().join(group, self)
+
+    async def leave(self, group: str) -> None:
+        from ..broadcasting import groups
+
+        groups().leave(group, self)
+
     async def receive_json(self) -> Any:
         message = await self.receive()
         return json.loads(message)
@@ -138,26 +155,51 @@ class WebSocket:
         keeping up: the socket is closed with 1013 (try again later), the queued messages are
         dropped and logged, and this send raises WebSocketDisconnect(1013).
         """
+        message = self._outgoing_message(data)
+        if self._writing:
+            self._enqueue(message)
+            return
+        self._writing = True
+        await self._write(message)
+
+    def deliver(self, data: str | bytes) -> bool:
+        """Queue ``data`` for this socket without waiting, from the event loop's thread: what a
+        broadcast does for each member of a group. A writer task sends it; a slow reader is
+        closed with 1013 as with send(). False if the socket cannot take it (closed, or its
+        client not keeping up)."""
+        try:
+            message = self._outgoing_message(data)
+            if self._writing:
+                self._enqueue(message)
+                return True
+        except (WebSocketDisconnect, RuntimeError):
+            return False
+        self._writing = True
+        self._writer = asyncio.get_running_loop().create_task(self._write_in_background(message))
+        return True
+
+    def _outgoing_message(self, data: str | bytes) -> dict[str, Any]:
         if self._overflowed:
             raise WebSocketDisconnect(1013, "the client did not read its messages")
         if self.client_state is not WebSocketState.CONNECTED:
             raise RuntimeError(f"send() on a WebSocket that is {self.client_state.value}.")
         if isinstance(data, str):
-            message: dict[str, Any] = {"type": "websocket.send", "text": data}
-        elif isinstance(data, (bytes, bytearray, memoryview)):
-            message = {"type": "websocket.send", "bytes": bytes(data)}
-        else:
-            raise TypeError(f"send() takes str or bytes, not {type(data).__name__}.")
-        if self._writing:
-            if len(self._outgoing) >= self.send_queue_size:
-                self._overflow()
-                raise WebSocketDisconnect(1013, "the client did not read its messages")
-            self._outgoing.append(message)
-            return
-        self._writing = True
+            return {"type": "websocket.send", "text": data}
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            return {"type": "websocket.send", "bytes": bytes(data)}
+        raise TypeError(f"send() takes str or bytes, not {type(data).__name__}.")
+
+    def _enqueue(self, message: dict[str, Any]) -> None:
+        if len(self._outgoing) >= self.send_queue_size:
+            self._overflow()
+            raise WebSocketDisconnect(1013, "the client did not read its messages")
+        self._outgoing.append(message)
+
+    async def _write(self, message: dict[str, Any]) -> None:
+        """Write ``message``, then what others queued meanwhile, in order: the caller holds the
+        pen (``_writing``), which this gives back."""
         try:
             await self._send(message)
-            # What other senders queued meanwhile, in order, by the one holding the pen.
             while self._outgoing:
                 await self._send(self._outgoing.popleft())
         finally:
@@ -166,6 +208,15 @@ class WebSocket:
             await self.close(1013, "Try Again Later")
         elif self._close_after is not None:
             await self.close(*self._close_after)
+
+    async def _write_in_background(self, message: dict[str, Any]) -> None:
+        try:
+            await self._write(message)
+        except Exception as error:
+            # The client has gone (the server refused the message): nobody waits for this.
+            bridge_logger.debug("WebSocket write failed (%s): %r", self.scope.get("path"), error)
+            self._outgoing.clear()
+            self.client_state = WebSocketState.DISCONNECTED
 
     def _overflow(self) -> None:
         """Too many messages wait for a client that does not read: drop them, close at once

@@ -21,6 +21,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client, SimpleTestCase, TestCase, override_settings
 
 from asgi_bridge import WebSocketDisconnect
+from asgi_bridge.broadcasting import groups
 from asgi_bridge.testing import ASGIClient
 from demo import views
 from demo.bigfile import BIG_FILE_SIZE, big_file_bytes, ensure_big_file
@@ -471,16 +472,16 @@ class ChatTests(SimpleTestCase):
             self.assertEqual(await alice.receive_json(), {"user": "anonymous", "text": "hello"})
             self.assertEqual(await bob.receive_json(), {"user": "anonymous", "text": "hello"})
             self.assertTrue(await carol.receive_nothing())
-        self.assertNotIn("lobby", views.CHAT_ROOMS)
+        self.assertEqual(groups().member_count(views.chat_group("lobby")), 0)
 
     async def test_a_socket_that_left_gets_nothing_more(self) -> None:
         client = ASGIClient()
         async with client.websocket("/ws/chat/lobby/") as alice:
             async with client.websocket("/ws/chat/lobby/") as bob:
-                self.assertEqual(len(views.CHAT_ROOMS["lobby"]), 2)
+                self.assertEqual(groups().member_count(views.chat_group("lobby")), 2)
                 await bob.send("bye")
                 self.assertEqual(await alice.receive_json(), {"user": "anonymous", "text": "bye"})
-            self.assertEqual(len(views.CHAT_ROOMS["lobby"]), 1)
+            self.assertEqual(groups().member_count(views.chat_group("lobby")), 1)
             await alice.send("anyone?")
             self.assertEqual(await alice.receive_json(), {"user": "anonymous", "text": "anyone?"})
 

@@ -40,7 +40,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from asgi_bridge import websocket
+from asgi_bridge import broadcast, websocket
 from asgi_bridge.background import after_response
 from asgi_bridge.sse import EventStreamResponse, ServerSentEvent, last_event_id
 from asgi_bridge.websockets import WebSocket
@@ -517,12 +517,10 @@ async def ws_fails(request: HttpRequest, ws: WebSocket) -> None:
 
 
 # Chat ------------------------------------------------------------------------------------------
-# An example, kept small: each process keeps the open sockets of each room in CHAT_ROOMS, so a
-# message reaches only the sockets of its own process. A deployment with several processes
-# (workers or hosts) needs broadcast groups, which asgi_bridge will provide.
+# Each room is a broadcast group (asgi_bridge.broadcast). Groups live in this process's memory
+# for now: a deployment with several processes needs the Redis backend, which is coming.
 
 CHAT_MESSAGE_MAX_LENGTH = 1000
-CHAT_ROOMS: dict[str, set[WebSocket]] = {}
 
 
 @require_safe
@@ -535,34 +533,27 @@ def chat_page(request: HttpRequest, room: str = "lobby") -> HttpResponse:
 
 @websocket
 async def ws_chat(request: HttpRequest, ws: WebSocket, room: str) -> None:
-    """Sends every text message to every socket of the room, as ``{"user": ..., "text": ...}``."""
+    """Broadcasts every text message to the room, as ``{"user": ..., "text": ...}``."""
     user = await request.auser()
     username = user.get_username() if user.is_authenticated else "anonymous"
     await ws.accept()
-    sockets = CHAT_ROOMS.setdefault(room, set())
-    sockets.add(ws)
-    try:
-        async for message in ws:
-            if not isinstance(message, str):
-                # 1003: the socket received a kind of data it does not take.
-                await ws.close(1003, "The chat takes text messages only.")
-                return
-            if len(message) > CHAT_MESSAGE_MAX_LENGTH:
-                limit = f"{CHAT_MESSAGE_MAX_LENGTH:,}"
-                await ws.send_json({"error": f"Messages are limited to {limit} characters."})
-                continue
-            if message.strip():
-                await send_to_room(sockets, {"user": username, "text": message})
-    finally:
-        sockets.discard(ws)
-        if not sockets and CHAT_ROOMS.get(room) is sockets:
-            del CHAT_ROOMS[room]
+    # The socket leaves the group when its connection ends.
+    await ws.join(chat_group(room))
+    async for message in ws:
+        if not isinstance(message, str):
+            # 1003: the socket received a kind of data it does not take.
+            await ws.close(1003, "The chat takes text messages only.")
+            return
+        if len(message) > CHAT_MESSAGE_MAX_LENGTH:
+            limit = f"{CHAT_MESSAGE_MAX_LENGTH:,}"
+            await ws.send_json({"error": f"Messages are limited to {limit} characters."})
+            continue
+        if message.strip():
+            await broadcast(chat_group(room), {"user": username, "text": message})
 
 
-async def send_to_room(sockets: set[WebSocket], data: dict[str, str]) -> None:
-    """Send ``data`` to every socket at once. A socket that has gone fails alone, unheard: its
-    own view removes it from the room when its connection ends."""
-    await asyncio.gather(*(each.send_json(data) for each in list(sockets)), return_exceptions=True)
+def chat_group(room: str) -> str:
+    return f"chat-{room}"
 
 
 # Small pieces the views share ------------------------------------------------------------------
