@@ -148,7 +148,7 @@ context_to_thread_executor: MutableMapping[ThreadSensitiveContext, Executor] | N
 CONTEXT_TAKES_EXECUTOR = _context_takes_executor()
 CONTEXT_HAS_TOKEN = _context_has_token()
 
-# hop.call_on_thread: what sync_to_async does on both sides of the trip.
+# hop.call_on_thread: what sync_to_async does on both sides of the hop.
 CALL_ON_THREAD_AVAILABLE = restore_context is not None and sync_to_async_threadlocal is not None
 # hop.call_on_loop: what async_to_sync does, including where thread-sensitive calls go meanwhile.
 CALL_ON_LOOP_AVAILABLE = CALL_ON_THREAD_AVAILABLE and async_to_sync_executors is not None

@@ -271,7 +271,7 @@ class ASGIHandler(django_asgi.ASGIHandler):
                 # first, our context makes Django's ThreadSensitiveContext there a no-op.
                 async with executor_context(executor):
                     await django_call(self, cast("dict[str, Any]", scope), receive, send)
-            elif self.visits_thread_once() and type(self).handle is ASGIHandler.handle:
+            elif self.runs_in_one_thread() and type(self).handle is ASGIHandler.handle:
                 # The thread is reached directly; the few paths that run sync code through
                 # Django's own sync_to_async calls enter the thread-sensitive context themselves.
                 await self.handle(scope, receive, send)
@@ -321,8 +321,8 @@ class ASGIHandler(django_asgi.ASGIHandler):
         except ThreadUnavailable as refusal:
             await self.answer_busy(scope, channel, cycle, refusal)
             return
-        if self.visits_thread_once():
-            channel.finish_on_thread = partial(self.close_on_thread, cycle)
+        if self.runs_in_one_thread():
+            channel.finish_on_thread = partial(cycle.close, self.__class__)
         assert cycle.response is not None
         await self.send_response(cycle.response, channel)
 
@@ -331,7 +331,7 @@ class ASGIHandler(django_asgi.ASGIHandler):
     ) -> None:
         """Run the request through Django, leaving its response on ``cycle``. Raises
         ThreadUnavailable if the request got no thread for its first sync code."""
-        if self.visits_thread_once():
+        if self.runs_in_one_thread():
             # One visit to the request's thread: signal, request, middleware and sync view.
             await self._respond_in_thread(scope, body_file, cycle)
             if cycle.pending is not None:
@@ -438,13 +438,9 @@ class ASGIHandler(django_asgi.ASGIHandler):
         if not response.streaming:
             # The body is in memory, so nothing is left to do on this thread: closing now
             # (request_finished) saves the request a second visit after sending.
-            self.close_on_thread(cycle)
+            cycle.close(self.__class__)
 
-    def close_on_thread(self, cycle: RequestCycle) -> None:
-        """End the request on its thread, whose sync work is then over."""
-        cycle.close(self.__class__)
-
-    def visits_thread_once(self) -> bool:
+    def runs_in_one_thread(self) -> bool:
         """Whether a request's sync code runs in one visit to its thread (respond_in_thread)."""
         return self.sync_handler is not None and not self.overrides_run_get_response()
 

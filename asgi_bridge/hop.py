@@ -50,7 +50,7 @@ class Runner(Protocol):
         cannot be had, call ``refuse`` with the reason."""
 
 
-class Trip(Generic[T]):
+class SyncCall(Generic[T]):
     """One call of ``func`` on a thread; its outcome comes back to the loop as ``future``."""
 
     __slots__ = (
@@ -166,20 +166,20 @@ async def call_on_thread(
 ) -> T:
     """``await sync_to_async(func, executor=...)(*args, **kwargs)``, with the runner's thread."""
     assert _restore_context is not None
-    trip: Trip[T] = Trip(asyncio.get_running_loop(), func, args, kwargs)
-    runner.run_soon(trip.run, trip.refuse)
+    call: SyncCall[T] = SyncCall(asyncio.get_running_loop(), func, args, kwargs)
+    runner.run_soon(call.run, call.refuse)
     try:
-        return await trip.future
+        return await call.future
     except asyncio.CancelledError:
-        if not await trip.outcome_after_cancel():
+        if not await call.outcome_after_cancel():
             raise
-        return await trip.future
+        return await call.future
     finally:
         # The function's changes to context variables are seen by the caller.
-        _restore_context(trip.context)
+        _restore_context(call.context)
 
 
-class Waiter(Protocol):
+class ThreadWait(Protocol):
     """The executor of a request's thread, which keeps running its jobs while it waits."""
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
@@ -192,7 +192,7 @@ class Waiter(Protocol):
         """From the loop: end ``run_jobs_until(marker)``."""
 
 
-class LoopTrip(Generic[T]):
+class LoopCall(Generic[T]):
     """One await of ``func`` on the loop for a thread, which learns the outcome from ``waiter``."""
 
     __slots__ = (
@@ -209,7 +209,7 @@ class LoopTrip(Generic[T]):
 
     def __init__(
         self,
-        waiter: Waiter,
+        waiter: ThreadWait,
         loop: asyncio.AbstractEventLoop,
         func: Callable[..., Awaitable[T]],
         args: tuple[Any, ...],
@@ -267,7 +267,7 @@ class LoopTrip(Generic[T]):
 
 
 def call_on_loop(
-    waiter: Waiter,
+    waiter: ThreadWait,
     loop: asyncio.AbstractEventLoop,
     func: Callable[..., Awaitable[T]],
     args: tuple[Any, ...],
@@ -284,16 +284,16 @@ def call_on_loop(
     outer = getattr(executors, "current", None)
     executors.current = waiter
     try:
-        trip: LoopTrip[T] = LoopTrip(waiter, loop, func, args, kwargs)
-        loop.call_soon_threadsafe(trip.start, context=trip.context)
-        waiter.run_jobs_until(trip)
-        _restore_context(trip.context)
+        call: LoopCall[T] = LoopCall(waiter, loop, func, args, kwargs)
+        loop.call_soon_threadsafe(call.start, context=call.context)
+        waiter.run_jobs_until(call)
+        _restore_context(call.context)
     finally:
         executors.current = outer
-    ok, value = trip.outcome
+    ok, value = call.outcome
     if ok:
         return cast(T, value)
     try:
         raise value
     finally:
-        del value, trip
+        del value, call
