@@ -108,3 +108,48 @@ class DeliverTests(SimpleTestCase):
                 {"type": "websocket.close", "code": 1013, "reason": "Try Again Later"},
             ],
         )
+
+
+class SubscriptionTests(ServedLikeByAServer, SimpleTestCase):
+    """An event stream subscribed to a group: what WebSockets in the group get, it gets too."""
+
+    async def wait_for_members(self, group: str, count: int) -> None:
+        for _ in range(500):
+            if groups().member_count(group) == count:
+                return
+            await asyncio.sleep(0.01)
+        self.fail(f"{group} never had {count} members")
+
+    async def test_an_event_stream_gets_the_groups_broadcasts(self) -> None:
+        client = ASGIClient()
+        response = await client.get("/events/news/", stream=True)
+        self.assertEqual(response.status_code, 200)
+        parts = response.stream()
+        async with client.websocket("/ws/room/news/") as socket:
+            self.assertEqual(await socket.receive_text(), "joined")
+            await self.wait_for_members("news", 2)
+            await socket.send("json:extra")
+            self.assertEqual(await socket.receive_json(), {"said": "extra"})
+            self.assertEqual(await anext(parts), b'data: {"said":"extra"}\n\n')
+            await broadcast("news", "plain text")
+            self.assertEqual(await anext(parts), b"data: plain text\n\n")
+        await self.wait_for_members("news", 1)
+        await response.disconnect()
+        # The stream's client left: its subscription left the group.
+        await self.wait_for_members("news", 0)
+        self.assertEqual(groups().group_count(), 0)
+
+    async def test_a_subscriber_that_does_not_keep_up_ends(self) -> None:
+        from asgi_bridge.broadcasting import subscribe
+
+        subscription = subscribe("slow", queue_size=2)
+        first = asyncio.ensure_future(anext(subscription))
+        await self.wait_for_members("slow", 1)
+        with self.assertLogs("asgi_bridge", "WARNING"):
+            self.assertEqual(await broadcast("slow", "one"), 1)
+            self.assertEqual(await first, "one")
+            delivered = [await broadcast("slow", f"m{n}") for n in range(4)]
+        self.assertEqual(delivered, [1, 1, 0, 0])
+        with self.assertRaises(StopAsyncIteration):
+            await anext(subscription)
+        self.assertEqual(groups().member_count("slow"), 0)

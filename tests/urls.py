@@ -23,7 +23,7 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
 from asgi_bridge.background import after_response
-from asgi_bridge.broadcasting import broadcast, broadcast_sync
+from asgi_bridge.broadcasting import broadcast, broadcast_sync, subscribe
 from asgi_bridge.sse import EventStreamResponse
 from asgi_bridge.websockets import WebSocket, websocket
 
@@ -194,6 +194,11 @@ async def websocket_room(request: HttpRequest, ws: WebSocket, name: str) -> None
         elif kind == "leave":
             await ws.leave(name)
             await ws.send("left")
+
+
+async def group_events(request: HttpRequest, name: str) -> EventStreamResponse:
+    """Server-sent events of what is broadcast to the group ``name``."""
+    return EventStreamResponse(subscribe(name), ping=None)
 
 
 def announce(request: HttpRequest, name: str) -> HttpResponse:
@@ -412,6 +417,7 @@ urlpatterns = [
     path("ws/denied/", websocket_denied),
     path("ws/room/<str:name>/", websocket_room),
     path("announce/<str:name>/", announce),
+    path("events/<str:name>/", group_events),
     path("whoami/", whoami),
     path("ws/whoami/", websocket_whoami),
     path("ws/cookie/", websocket_cookie),

@@ -6,6 +6,9 @@ sends it to every member: ``str`` as a text frame, ``bytes`` as a binary frame, 
 JSON text. Each member gets it through its own bounded queue (``WebSocket.deliver``), so one
 slow reader neither holds the others up nor grows memory: it is closed with 1013.
 
+``subscribe("room-42")`` listens without a WebSocket: ``EventStreamResponse(subscribe(...))``
+streams a group to a browser's EventSource.
+
 This first backend, ``MemoryBackend``, reaches the sockets of this process only.
 """
 
@@ -14,8 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 from .memory import MemoryBackend, encode
+from .subscriptions import subscribe
 
-__all__ = ["MemoryBackend", "broadcast", "broadcast_sync", "encode", "groups"]
+__all__ = ["MemoryBackend", "broadcast", "broadcast_sync", "encode", "groups", "subscribe"]
 
 _groups = MemoryBackend()
 

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from django.core.serializers.json import DjangoJSONEncoder
 
-if TYPE_CHECKING:
-    from ..websockets.views import WebSocket
+
+class Member(Protocol):
+    """What a group holds: a WebSocket, or the subscription of an event stream."""
+
+    groups: set[str]
+
+    def deliver(self, data: str | bytes) -> bool:
+        """Queue a message without waiting; False if the member cannot take it."""
 
 
 def encode(message: Any) -> str | bytes:
@@ -20,29 +26,29 @@ def encode(message: Any) -> str | bytes:
 
 
 class MemoryBackend:
-    """The groups of this process: each a set of sockets, all served by one event loop."""
+    """The groups of this process: each a set of members, all served by one event loop."""
 
     def __init__(self) -> None:
-        self._members: dict[str, set[WebSocket]] = {}
+        self._members: dict[str, set[Member]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def join(self, group: str, socket: WebSocket) -> None:
+    def join(self, group: str, member: Member) -> None:
         self._loop = asyncio.get_running_loop()
-        self._members.setdefault(group, set()).add(socket)
-        socket.groups.add(group)
+        self._members.setdefault(group, set()).add(member)
+        member.groups.add(group)
 
-    def leave(self, group: str, socket: WebSocket) -> None:
-        socket.groups.discard(group)
+    def leave(self, group: str, member: Member) -> None:
+        member.groups.discard(group)
         members = self._members.get(group)
         if members is not None:
-            members.discard(socket)
+            members.discard(member)
             if not members:
                 # No member left: the group goes, so that groups do not pile up.
                 del self._members[group]
 
-    def leave_all(self, socket: WebSocket) -> None:
-        for group in list(socket.groups):
-            self.leave(group, socket)
+    def leave_all(self, member: Member) -> None:
+        for group in list(member.groups):
+            self.leave(group, member)
 
     def member_count(self, group: str) -> int:
         return len(self._members.get(group, ()))
@@ -54,8 +60,8 @@ class MemoryBackend:
         """On the event loop: queue the message for every member but ``exclude``."""
         frame = encode(message)
         delivered = 0
-        for socket in list(self._members.get(group, ())):
-            if socket is not exclude and socket.deliver(frame):
+        for member in list(self._members.get(group, ())):
+            if member is not exclude and member.deliver(frame):
                 delivered += 1
         return delivered
 
