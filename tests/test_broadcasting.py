@@ -122,7 +122,7 @@ class SubscriptionTests(ServedLikeByAServer, SimpleTestCase):
 
     async def test_an_event_stream_gets_the_groups_broadcasts(self) -> None:
         client = ASGIClient()
-        response = await client.get("/events/news/", stream=True)
+        response = await client.get("/group-events/news/", stream=True)
         self.assertEqual(response.status_code, 200)
         parts = response.stream()
         async with client.websocket("/ws/room/news/") as socket:

@@ -417,7 +417,7 @@ urlpatterns = [
     path("ws/denied/", websocket_denied),
     path("ws/room/<str:name>/", websocket_room),
     path("announce/<str:name>/", announce),
-    path("events/<str:name>/", group_events),
+    path("group-events/<str:name>/", group_events),
     path("whoami/", whoami),
     path("ws/whoami/", websocket_whoami),
     path("ws/cookie/", websocket_cookie),
