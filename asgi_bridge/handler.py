@@ -263,21 +263,24 @@ class ASGIHandler(django_asgi.ASGIHandler):
         work_token = pending_work.set(RequestWork())
         try:
             django_call = DjangoASGIHandler.__call__
-            if kind == "websocket":
-                await self.handle_websocket(scope, receive, send)
-            elif django_call is not DJANGO_CALL:
+            if kind == "http" and django_call is not DJANGO_CALL:
                 # Instrumentation (sentry-sdk) wrapped Django's __call__ to see each request:
                 # its wrapper ends in Django's __call__, which ends in self.handle(). Entered
                 # first, our context makes Django's ThreadSensitiveContext there a no-op.
                 async with executor_context(executor):
                     await django_call(self, cast("dict[str, Any]", scope), receive, send)
-            elif self.runs_in_one_thread() and type(self).handle is ASGIHandler.handle:
+                return
+            # Django's __call__ refuses WebSockets: those go to handle_websocket() directly.
+            handle = self.handle if kind == "http" else self.handle_websocket
+            if self.runs_in_one_thread() and (
+                kind == "websocket" or type(self).handle is ASGIHandler.handle
+            ):
                 # The thread is reached directly; the few paths that run sync code through
                 # Django's own sync_to_async calls enter the thread-sensitive context themselves.
-                await self.handle(scope, receive, send)
+                await handle(scope, receive, send)
             else:
                 async with executor_context(executor):
-                    await self.handle(scope, receive, send)
+                    await handle(scope, receive, send)
         finally:
             pending_work.reset(work_token)
             request_executor.reset(token)

@@ -12,7 +12,7 @@ from asgiref.testing import ApplicationCommunicator
 from django.test import SimpleTestCase, override_settings
 from django.urls import reverse
 
-from asgi_bridge import WebSocketDisconnect, get_asgi_application
+from asgi_bridge import ASGIHandler, WebSocketDisconnect, get_asgi_application
 from asgi_bridge.metrics import thread_metrics, websocket_metrics
 
 from . import urls
@@ -347,3 +347,32 @@ class SendQueueTests(SimpleTestCase):
                 {"type": "websocket.close", "code": 1013, "reason": "Try Again Later"},
             ],
         )
+
+
+class InstrumentedHandler(ASGIHandler):
+    """A subclass wrapping run_get_response, as instrumentation does: requests then take the
+    path on which Django's own thread-sensitive sync_to_async runs the chain."""
+
+    async def run_get_response(self, request: Any) -> Any:
+        return await super().run_get_response(request)
+
+
+@override_settings(MIDDLEWARE=["tests.middleware.RecordingMiddleware"])
+class WebSocketThreadTests(ServedLikeByAServer, SimpleTestCase):
+    async def test_the_handshakes_sync_code_runs_on_pooled_threads_on_every_path(self) -> None:
+        for application in (get_asgi_application(), InstrumentedHandler()):
+            with self.subTest(handler=type(application).__name__):
+                urls.observed.clear()
+                communicator = ApplicationCommunicator(application, websocket_scope("/ws/echo/"))
+                await communicator.send_input({"type": "websocket.connect"})
+                answer = await communicator.receive_output(TIMEOUT)
+                self.assertEqual(answer["type"], "websocket.accept")
+                await communicator.send_input({"type": "websocket.disconnect", "code": 1000})
+                await communicator.wait(TIMEOUT)
+                names = {thread.ident: thread.name for thread in threading.enumerate()}
+                middleware_threads = urls.observed["middleware_threads"]
+                self.assertEqual(len(middleware_threads), 2)
+                for ident in middleware_threads:
+                    self.assertTrue(
+                        names.get(ident, "").startswith("asgi_bridge-"), names.get(ident)
+                    )
