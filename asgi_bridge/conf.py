@@ -95,32 +95,42 @@ def _optional_positive_seconds(key: str, value: Any) -> float | None:
     return float(value)
 
 
-def _dotted_paths(key: str, value: Any) -> tuple[str, ...]:
+def _strings(
+    key: str, value: Any, *, kind: str, each: str, example: str, valid: Callable[[str], bool]
+) -> tuple[str, ...]:
+    """A list or tuple of strings, each of them ``valid``."""
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
         raise ImproperlyConfigured(
-            f"{SETTING_NAME}[{key!r}] must be a list of dotted paths, not {value!r}."
+            f"{SETTING_NAME}[{key!r}] must be a list of {kind}, not {value!r}."
         )
-    for path in value:
-        if not isinstance(path, str) or "." not in path:
+    for item in value:
+        if not isinstance(item, str) or not valid(item):
             raise ImproperlyConfigured(
-                f"{SETTING_NAME}[{key!r}] must contain dotted paths such as "
-                f"'myapp.lifespan.http_client', not {path!r}."
+                f"{SETTING_NAME}[{key!r}] must contain {each} such as {example!r}, not {item!r}."
             )
     return tuple(value)
+
+
+def _dotted_paths(key: str, value: Any) -> tuple[str, ...]:
+    return _strings(
+        key,
+        value,
+        kind="dotted paths",
+        each="dotted paths",
+        example="myapp.lifespan.http_client",
+        valid=lambda path: "." in path,
+    )
 
 
 def _origins(key: str, value: Any) -> tuple[str, ...]:
-    if isinstance(value, str) or not isinstance(value, (list, tuple)):
-        raise ImproperlyConfigured(
-            f"{SETTING_NAME}[{key!r}] must be a list of origins, not {value!r}."
-        )
-    for origin in value:
-        if not isinstance(origin, str) or "://" not in origin:
-            raise ImproperlyConfigured(
-                f"{SETTING_NAME}[{key!r}] must contain origins with a scheme, such as "
-                f"'https://example.com', not {origin!r}."
-            )
-    return tuple(value)
+    return _strings(
+        key,
+        value,
+        kind="origins",
+        each="origins with a scheme,",
+        example="https://example.com",
+        valid=lambda origin: "://" in origin,
+    )
 
 
 def _runserver_server(key: str, value: Any) -> str:

@@ -363,10 +363,7 @@ class ASGIHandler(django_asgi.ASGIHandler):
             try:
                 await self.produce_response(http_scope, io.BytesIO(), cycle)
             except ThreadUnavailable as refusal:
-                cycle.closed = True
-                logger.warning("Service Unavailable: %s (WebSocket %s)", refusal, scope.get("path"))
-                metrics.busy_responses.value += 1
-                await send_denial(scope, send, HttpResponse(status=503))
+                await send_denial(scope, send, self.busy_response(scope, cycle, refusal))
                 return
             response = cycle.response
             if socket.client_state is WebSocketState.CONNECTING and response is not None:
@@ -385,19 +382,24 @@ class ASGIHandler(django_asgi.ASGIHandler):
     async def answer_busy(
         self, scope: Scope, channel: ResponseChannel, cycle: RequestCycle, refusal: Exception
     ) -> None:
-        """503 for a request that got no thread: Django never saw it, so no signal fires."""
+        """503 for a request that got no thread."""
+        await self.send_response(self.busy_response(scope, cycle, refusal), channel)
+
+    def busy_response(self, scope: Scope, cycle: RequestCycle, refusal: Exception) -> HttpResponse:
+        """The 503 for a request or handshake that got no thread, logged and counted. Django
+        never saw it, so no signal fires for it."""
         cycle.closed = True
         logger.warning(
             "Service Unavailable: %s (%s %s)",
             refusal,
-            scope.get("method"),
+            scope.get("method", "WebSocket"),
             scope.get("path"),
             extra={"status_code": 503},
         )
         response = HttpResponse("503 Service Unavailable", status=503)
         response["Retry-After"] = RETRY_AFTER_BUSY
         metrics.busy_responses.value += 1
-        await self.send_response(response, channel)
+        return response
 
     def respond_in_thread(self, scope: Scope, body_file: IO[bytes], cycle: RequestCycle) -> None:
         """What a WSGI handler does for a request, except sending: runs on the request's thread.
