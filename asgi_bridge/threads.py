@@ -645,6 +645,14 @@ def request_thread_context() -> AbstractAsyncContextManager[object]:
     return executor_context(executor)
 
 
+# The test's thread, for an application that asgi_bridge.testing drives from sync test code on
+# an event loop of its own: that thread runs the application's sync code while it waits for an
+# answer, as a thread waiting in async_to_sync does.
+waiting_test_thread: contextvars.ContextVar[Executor | None] = contextvars.ContextVar(
+    "waiting_test_thread", default=None
+)
+
+
 def caller_thread_executor() -> Executor | None:
     """The sync thread waiting, through ``async_to_sync``, for the code that calls this.
 
@@ -652,7 +660,11 @@ def caller_thread_executor() -> Executor | None:
     runs a request's sync code on the waiting thread, inside the test's database transaction;
     an application started in a fresh context (asgiref's ApplicationCommunicator) does not see
     it, and neither does anything under a server, which never calls through async_to_sync.
+    asgi_bridge.testing's sync WebSocket sessions name their waiting thread themselves.
     """
+    test_thread = waiting_test_thread.get()
+    if test_thread is not None:
+        return test_thread
     if async_to_sync_executors is None:
         return None
     # The cheap test first: a server's event loop is never one that async_to_sync started, and

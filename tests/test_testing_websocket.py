@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+
 from asgiref.sync import async_to_sync
 from django.contrib.auth.models import User
 from django.test import SimpleTestCase, TestCase, override_settings
 
 from asgi_bridge import WebSocketDisconnect
-from asgi_bridge.testing import ASGIClient, WebSocketDenied
+from asgi_bridge.testing import ASGIClient, SyncWebSocketSession, WebSocketDenied
 
 from .asgi import ServedLikeByAServer
+
+LOOP_THREAD = "asgi_bridge test WebSocket loop"
 
 
 class WebSocketClientTests(ServedLikeByAServer, SimpleTestCase):
@@ -97,6 +101,80 @@ class LoginTests(TestCase):
         client = ASGIClient()
         client.force_login(user)
         self.assertEqual(async_to_sync(self.whoami)(client), ("grace", "grace"))
+
+
+class SyncSessionTests(ServedLikeByAServer, SimpleTestCase):
+    """``with client.websocket(...)``: the same session for sync test code."""
+
+    def test_echo_of_text_bytes_and_json(self) -> None:
+        with ASGIClient().websocket("/ws/echo/") as ws:
+            self.assertIsInstance(ws, SyncWebSocketSession)
+            ws.send("hello")
+            self.assertEqual(ws.receive_text(), "hello")
+            ws.send(b"\x00\xff")
+            self.assertEqual(ws.receive_bytes(), b"\x00\xff")
+            ws.send_json({"n": 1})
+            self.assertEqual(ws.receive_json(), {"n": 1})
+            self.assertTrue(ws.receive_nothing())
+        self.assertTrue(ws.closed)
+
+    def test_subprotocol_and_a_close_from_the_view(self) -> None:
+        with ASGIClient().websocket("/ws/chat/lobby/", subprotocols=["chat.v2"]) as ws:
+            self.assertEqual(ws.subprotocol, "chat.v2")
+            self.assertEqual(ws.receive_json(), {"room": "lobby", "subprotocol": "chat.v2"})
+            with self.assertRaises(WebSocketDisconnect) as closed:
+                ws.receive()
+            self.assertEqual(closed.exception.code, 1000)
+            self.assertEqual(ws.close_code, 1000)
+
+    def loop_threads(self) -> list[threading.Thread]:
+        return [each for each in threading.enumerate() if each.name == LOOP_THREAD]
+
+    def test_a_denied_handshake_raises_and_leaves_no_thread(self) -> None:
+        with self.assertRaises(WebSocketDenied) as denied, ASGIClient().websocket("/ws/denied/"):
+            pass
+        self.assertEqual(denied.exception.status_code, 403)
+        self.assertEqual(denied.exception.content, b"not for you")
+        self.assertEqual(self.loop_threads(), [])
+
+    def test_an_error_in_the_test_still_closes_the_socket(self) -> None:
+        with self.assertRaises(ZeroDivisionError), ASGIClient().websocket("/ws/echo/") as ws:
+            self.assertEqual(len(self.loop_threads()), 1)
+            ws.send("hi")
+            1 / 0
+        self.assertTrue(ws.closed)
+        self.assertEqual(self.loop_threads(), [])
+
+    def test_broadcast_between_two_sync_sessions(self) -> None:
+        client = ASGIClient()
+        with client.websocket("/ws/room/sync/") as first:
+            self.assertEqual(first.receive_text(), "joined")
+            with client.websocket("/ws/room/sync/") as second:
+                self.assertEqual(second.receive_text(), "joined")
+                second.send("say:hello")
+                self.assertEqual(first.receive_text(), "hello")
+                self.assertTrue(second.receive_nothing())
+
+
+@override_settings(
+    MIDDLEWARE=[
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+    ],
+    SESSION_ENGINE="django.contrib.sessions.backends.signed_cookies",
+)
+class SyncSessionInATestCaseTests(TestCase):
+    """A plain TestCase: the socket's view sees the rows the test created in its transaction
+    (the logged-in user, a count), because its sync code runs on the test's thread."""
+
+    def test_the_view_sees_the_test_cases_rows(self) -> None:
+        user = User.objects.create_user("hedy")
+        client = ASGIClient()
+        client.force_login(user)
+        with client.websocket("/ws/whoami/") as ws:
+            self.assertEqual(ws.receive_text(), "hedy")
+        with client.websocket("/ws/count-users/") as ws:
+            self.assertEqual(ws.receive_json(), {"users": 1, "thread": threading.get_ident()})
 
 
 def test_a_websocket_through_the_asgi_client_fixture(asgi_client: ASGIClient) -> None:

@@ -176,6 +176,19 @@ async def websocket_whoami(request: HttpRequest, ws: WebSocket) -> None:
 
 
 @websocket
+async def websocket_count_users(request: HttpRequest, ws: WebSocket) -> None:
+    """Sends how many users the database holds, and the thread the ORM ran that on."""
+    from django.contrib.auth.models import User
+
+    def count() -> dict[str, int]:
+        return {"users": User.objects.count(), "thread": threading.get_ident()}
+
+    await ws.accept()
+    await ws.send_json(await sync_to_async(count)())
+    await ws.close()
+
+
+@websocket
 async def websocket_room(request: HttpRequest, ws: WebSocket, name: str) -> None:
     """Joins the group ``name``; "say:<text>" broadcasts the text to the others, "json:<text>"
     broadcasts {"said": text} to everyone, "bytes:<text>" the bytes, "leave" leaves."""
@@ -420,6 +433,7 @@ urlpatterns = [
     path("group-events/<str:name>/", group_events),
     path("whoami/", whoami),
     path("ws/whoami/", websocket_whoami),
+    path("ws/count-users/", websocket_count_users),
     path("ws/cookie/", websocket_cookie),
     path("ws/fails/", websocket_fails),
     path("ws/waiting/", websocket_waiting),

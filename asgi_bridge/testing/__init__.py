@@ -12,7 +12,7 @@ from .client import (
     Headers,
     LifespanFailed,
 )
-from .websocket import WebSocketDenied, WebSocketSession
+from .websocket import SyncWebSocketSession, WebSocketDenied, WebSocketSession
 
 __all__ = [
     "ASGIClient",
@@ -22,6 +22,7 @@ __all__ = [
     "DisconnectedError",
     "Headers",
     "LifespanFailed",
+    "SyncWebSocketSession",
     "WebSocketDenied",
     "WebSocketSession",
 ]

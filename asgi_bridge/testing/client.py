@@ -974,8 +974,9 @@ class ASGIClient(ClientMixin):
     ) -> WebSocketSession:
         """Open a WebSocket to ``path``, with the client's cookies, as an async context manager:
 
-        ``async with client.websocket("/ws/echo/") as ws: await ws.send("hi")``. A denied
-        handshake raises ``WebSocketDenied`` carrying the response.
+        ``async with client.websocket("/ws/echo/") as ws: await ws.send("hi")``. In sync tests,
+        ``with client.websocket("/ws/echo/") as ws: ws.send("hi")`` (a SyncWebSocketSession).
+        A denied handshake raises ``WebSocketDenied`` carrying the response.
         """
         from .websocket import WebSocketSession
 

@@ -1,14 +1,24 @@
 """WebSocket sessions for ``ASGIClient.websocket()``: the application driven in-process, as a
-server drives it, through ASGI's WebSocket messages."""
+server drives it, through ASGI's WebSocket messages.
+
+``async with client.websocket(path) as ws`` in async tests; ``with client.websocket(path) as ws``
+in sync ones (a plain ``TestCase``), where the same session runs on an event loop of its own and
+the test's thread runs the application's sync code, inside the test's transaction.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections import deque
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Executor, Future
+from queue import SimpleQueue
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
+from ..threads import waiting_test_thread
 from ..types import ASGIApp, Message, Scope
 from ..websockets.views import WebSocketDisconnect
 from .client import ApplicationTimeout, ASGIProtocolError, Headers, connections_kept_open
@@ -42,6 +52,20 @@ class WebSocketSession:
         self.accept_headers = Headers([])
         self.closed = False
         self.close_code: int | None = None
+        self._sync: SyncWebSocketSession
+
+    def __enter__(self) -> SyncWebSocketSession:
+        """The session for sync test code: ``with client.websocket(path) as ws``."""
+        self._sync = SyncWebSocketSession(self).open()
+        return self._sync
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._sync.__exit__(kind, error, traceback)
 
     async def __aenter__(self) -> WebSocketSession:
         async def serve() -> None:
@@ -165,3 +189,148 @@ class WebSocketSession:
         self.closed = True
         await self._wait_for_app()
         self._task.result()
+
+
+T = TypeVar("T")
+
+
+class WaitingThreadExecutor(Executor):
+    """Runs what is submitted to it on one thread, while that thread waits in ``run_until()``:
+    what ``async_to_sync`` does for its caller, here across many calls into one event loop."""
+
+    def __init__(self) -> None:
+        self._work: SimpleQueue[Callable[[], None] | None] = SimpleQueue()
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as error:  # Handed to whoever awaits it, as an executor does.
+                future.set_exception(error)
+
+        self._work.put(run)
+        return future
+
+    def run_until(self, future: Future[T]) -> T:
+        """Run submitted work until ``future`` is done; its result."""
+        future.add_done_callback(lambda _: self._work.put(None))
+        while not future.done():
+            work = self._work.get()
+            if work is not None:
+                work()
+        return future.result()
+
+
+class SyncWebSocketSession:
+    """A ``WebSocketSession`` for sync tests: the same methods, not coroutines.
+
+    The application runs on an event loop in a thread of the session's own; each call waits for
+    its answer on the test's thread, which meanwhile runs the application's sync code (the ORM,
+    sessions, ``request.user``), so the rows a ``TestCase`` created are visible to the socket.
+    """
+
+    def __init__(self, session: WebSocketSession) -> None:
+        self.session = session
+        self._executor = WaitingThreadExecutor()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._run_loop, name="asgi_bridge test WebSocket loop", daemon=True
+        )
+
+    def _run_loop(self) -> None:
+        loop = self._loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+            # What the application left running (a writer task of a closed socket) ends here.
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
+
+    def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        async def on_the_loop() -> T:
+            # Copied into the application's task when the handshake starts it.
+            waiting_test_thread.set(self._executor)
+            return await coroutine
+
+        future = asyncio.run_coroutine_threadsafe(on_the_loop(), self._loop)
+        return self._executor.run_until(future)
+
+    def open(self) -> SyncWebSocketSession:
+        self._thread.start()
+        try:
+            self._call(self.session.__aenter__())
+        except BaseException:
+            self._stop()
+            raise
+        return self
+
+    def _stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+
+    def __enter__(self) -> SyncWebSocketSession:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            self.close()
+        finally:
+            self._stop()
+
+    @property
+    def subprotocol(self) -> str | None:
+        return self.session.subprotocol
+
+    @property
+    def accept_headers(self) -> Headers:
+        return self.session.accept_headers
+
+    @property
+    def closed(self) -> bool:
+        return self.session.closed
+
+    @property
+    def close_code(self) -> int | None:
+        return self.session.close_code
+
+    def send(self, data: str | bytes) -> None:
+        """Send a text frame for ``str``, a binary frame for ``bytes``."""
+        self._call(self.session.send(data))
+
+    def send_json(self, data: Any) -> None:
+        self._call(self.session.send_json(data))
+
+    def receive(self) -> str | bytes:
+        """The application's next message; WebSocketDisconnect once it closed the socket."""
+        return self._call(self.session.receive())
+
+    def receive_text(self) -> str:
+        return self._call(self.session.receive_text())
+
+    def receive_bytes(self) -> bytes:
+        return self._call(self.session.receive_bytes())
+
+    def receive_json(self) -> Any:
+        return self._call(self.session.receive_json())
+
+    def receive_nothing(self, timeout: float = 0.1) -> bool:
+        """Whether the application sends nothing within ``timeout`` seconds."""
+        return self._call(self.session.receive_nothing(timeout))
+
+    def close(self, code: int = 1000) -> None:
+        """Close from the client's side and wait for the application to end."""
+        self._call(self.session.close(code))
