@@ -16,13 +16,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import re
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -43,6 +45,13 @@ from .crowds import all_without_stall, open_files_raised_to
 SERVERS = ["uvicorn", "daphne", "granian", "hypercorn"]
 THREADS = 4
 OPEN_SOCKETS = 300
+# The crowd of the uvicorn test that counts the server's threads, memory and files.
+THOUSAND_SOCKETS = 1000
+# Memory one idle open socket may cost the server (issue 17's bound).
+IDLE_SOCKET_KIB = 100
+# Threads a server may start while sockets open, whatever their number (the event loop's own
+# helpers, a second pooled thread): anything near one per socket is a thread per connection.
+THREADS_NOT_PER_SOCKET = 8
 # Handshakes in flight at once: below the smallest listen backlog (daphne's 50), so that no SYN
 # is dropped and retried a second later.
 CONNECTING_AT_ONCE = 32
@@ -68,7 +77,7 @@ T = TypeVar("T")
 @pytest.fixture(scope="module")
 def enough_file_descriptors() -> Iterator[None]:
     """Raise the soft limit on open files to FILE_DESCRIPTORS (within the hard limit)."""
-    with open_files_raised_to(FILE_DESCRIPTORS, needed=3 * OPEN_SOCKETS):
+    with open_files_raised_to(FILE_DESCRIPTORS, needed=3 * THOUSAND_SOCKETS):
         yield
 
 
@@ -267,8 +276,13 @@ def test_a_plain_get_to_a_websocket_view_is_426(server: RunningServer) -> None:
     assert response.headers["upgrade"].lower() == "websocket"
 
 
-async def run_crowd(server: RunningServer) -> dict[str, float]:
-    """Open OPEN_SOCKETS echo sockets, echo one message on each, GET a page, close them all."""
+async def run_crowd(
+    server: RunningServer,
+    count: int = OPEN_SOCKETS,
+    while_open: Callable[[], None] | None = None,
+) -> dict[str, float]:
+    """Open ``count`` echo sockets, echo one message on each, GET a page, call ``while_open``
+    (if given), then close them all."""
     connecting = asyncio.Semaphore(CONNECTING_AT_ONCE)
     sockets: list[ClientConnection] = []
 
@@ -292,7 +306,7 @@ async def run_crowd(server: RunningServer) -> dict[str, float]:
     started = time.monotonic()
     try:
         opened = await all_without_stall(
-            [asyncio.create_task(open_one()) for _ in range(OPEN_SOCKETS)],
+            [asyncio.create_task(open_one()) for _ in range(count)],
             "sockets opened",
             stall=STEP_TIMEOUT,
         )
@@ -305,7 +319,7 @@ async def run_crowd(server: RunningServer) -> dict[str, float]:
             stall=STEP_TIMEOUT,
         )
         echoing = time.monotonic() - echoed
-        assert answers == [f"socket {n}" for n in range(OPEN_SOCKETS)]
+        assert answers == [f"socket {n}" for n in range(count)]
 
         asked = time.monotonic()
         async with httpx.AsyncClient(base_url=server.base_url, timeout=ANSWER_TIMEOUT) as client:
@@ -314,10 +328,12 @@ async def run_crowd(server: RunningServer) -> dict[str, float]:
             except httpx.TimeoutException:
                 raise AssertionError(
                     f"GET /hello/sync/ got no answer within {ANSWER_TIMEOUT:g} s "
-                    f"while {OPEN_SOCKETS} sockets were open"
+                    f"while {count} sockets were open"
                 ) from None
         answering = time.monotonic() - asked
         assert (response.status_code, response.text) == (200, "Hello from a sync view")
+        if while_open is not None:
+            while_open()
 
         closed = time.monotonic()
         await all_without_stall(
@@ -345,3 +361,72 @@ def test_many_open_sockets_hold_no_thread(
         f"echoed in {measured['echo']:.2f} s, a sync GET meanwhile in {measured['get']:.3f} s, "
         f"closed in {measured['close']:.2f} s; denied handshakes get the {denial} response",
     )
+
+
+@dataclasses.dataclass
+class ProcessFootprint:
+    """A server process's resident memory (KiB), threads and open file descriptors."""
+
+    rss_kib: int
+    threads: int
+    files: int
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessFootprint:
+        status = dict(
+            line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        )
+        return cls(
+            rss_kib=int(status["VmRSS"].split()[0]),
+            threads=int(status["Threads"]),
+            files=len(os.listdir(f"/proc/{pid}/fd")),
+        )
+
+
+def test_a_thousand_sockets_on_uvicorn_add_no_thread_and_give_back_their_files(
+    server_environment: ServerEnvironment,
+    enough_file_descriptors: None,
+    record_property: pytest.RecordProperty,
+) -> None:
+    """1,000 echo sockets open at once on a fresh uvicorn: the server gains no thread per
+    socket and under IDLE_SOCKET_KIB of memory per socket, and once they have closed its file
+    descriptors and threads are back where they started."""
+    environment = dataclasses.replace(
+        server_environment, env={**server_environment.env, "EXAMPLE_THREADS": str(THREADS)}
+    )
+    server = start_server("uvicorn", "127.0.0.1", environment)
+    try:
+        # Warm up at the crowd's concurrency, so that lazy imports, caches and the pool's
+        # threads are in the baseline rather than charged to the sockets.
+        asyncio.run(run_crowd(server, count=CONNECTING_AT_ONCE))
+        before = ProcessFootprint.of(server.pid)
+        during: list[ProcessFootprint] = []
+        asyncio.run(
+            run_crowd(
+                server,
+                count=THOUSAND_SOCKETS,
+                while_open=lambda: during.append(ProcessFootprint.of(server.pid)),
+            )
+        )
+        with_open = during[0]
+        # The server sees each close after the client: wait (bounded) for it to let go.
+        deadline = time.monotonic() + STEP_TIMEOUT
+        after = ProcessFootprint.of(server.pid)
+        while (after.files, after.threads) != (before.files, before.threads):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+            after = ProcessFootprint.of(server.pid)
+    finally:
+        server.stop()
+    per_socket_kib = (with_open.rss_kib - before.rss_kib) / THOUSAND_SOCKETS
+    record_property(
+        SUMMARY_PROPERTY,
+        f"{THOUSAND_SOCKETS} sockets on uvicorn: threads {before.threads} -> {with_open.threads} "
+        f"-> {after.threads}, files {before.files} -> {with_open.files} -> {after.files}, "
+        f"{per_socket_kib:.1f} KiB of memory per open socket",
+    )
+    assert with_open.files >= before.files + THOUSAND_SOCKETS, (before, with_open)
+    assert with_open.threads - before.threads < THREADS_NOT_PER_SOCKET, (before, with_open)
+    assert per_socket_kib < IDLE_SOCKET_KIB, (before, with_open)
+    assert (after.files, after.threads) == (before.files, before.threads), (before, after)
