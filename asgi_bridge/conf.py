@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -32,6 +32,34 @@ DEFAULT_BACKGROUND_THREADS = 4
 DEFAULT_BACKGROUND_QUEUE_SIZE = 1000
 # The ASGI servers runserver can run (asgi_bridge.devserver.SERVERS); the first is the default.
 RUNSERVER_SERVERS = ("uvicorn", "hypercorn")
+# The broadcast backends under the names the docs give them (asgi_bridge.broadcast is the
+# function that broadcasts, so these are not module paths); any other dotted path is imported.
+BROADCAST_BACKENDS = {
+    "asgi_bridge.broadcast.MemoryBackend": "asgi_bridge.broadcasting.memory.MemoryBackend",
+    "asgi_bridge.broadcast.RedisBackend": "asgi_bridge.broadcasting.redis.RedisBackend",
+}
+DEFAULT_BROADCAST_PREFIX = "asgi_bridge:"
+
+
+@dataclass(frozen=True)
+class BroadcastSettings:
+    """Validated values of ``ASGI_BRIDGE["BROADCAST"]``: where broadcast groups live."""
+
+    # Dotted path to the backend class, as written in the setting.
+    backend: str = "asgi_bridge.broadcast.MemoryBackend"
+    # The backend's server: a redis:// (rediss://, unix://) URL for RedisBackend.
+    location: str | None = None
+    # Keyword arguments for the backend's client (redis-py's connection pools).
+    options: Mapping[str, Any] = field(default_factory=dict)
+    # Prepended to each group's name to make its pub/sub channel, so projects can share a server.
+    prefix: str = DEFAULT_BROADCAST_PREFIX
+    # The CHANNEL_LAYERS alias that each broadcast is also sent to with group_send, or None.
+    channel_layer: str | None = None
+
+    @property
+    def backend_path(self) -> str:
+        """The importable dotted path of the backend class."""
+        return BROADCAST_BACKENDS.get(self.backend, self.backend)
 
 
 @dataclass(frozen=True)
@@ -71,6 +99,8 @@ class BridgeSettings:
     runserver_server: str = RUNSERVER_SERVERS[0]
     # Whether lifespan startup takes the objects alive then out of the garbage collector's way.
     freeze_gc: bool = True
+    # Where broadcast groups live (asgi_bridge.broadcasting).
+    broadcast: BroadcastSettings = field(default_factory=BroadcastSettings)
 
 
 def _optional_positive_int(key: str, value: Any) -> int | None:
@@ -142,6 +172,53 @@ def _runserver_server(key: str, value: Any) -> str:
     return value
 
 
+def _broadcast(key: str, value: Any) -> BroadcastSettings:
+    if not isinstance(value, Mapping):
+        raise ImproperlyConfigured(
+            f"{SETTING_NAME}[{key!r}] must be a dict such as "
+            '{"BACKEND": "asgi_bridge.broadcast.RedisBackend", '
+            f'"LOCATION": "redis://127.0.0.1:6379/0"}}, not {value!r}.'
+        )
+    known = {"BACKEND", "LOCATION", "OPTIONS", "PREFIX", "CHANNEL_LAYER"}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise ImproperlyConfigured(
+            f"Unknown key {unknown[0]!r} in {SETTING_NAME}[{key!r}]. "
+            f"Valid keys are: {', '.join(sorted(known))}."
+        )
+
+    def name(item: str) -> str:
+        return f"{SETTING_NAME}[{key!r}][{item!r}]"
+
+    backend = value.get("BACKEND", BroadcastSettings.backend)
+    if not isinstance(backend, str) or "." not in backend:
+        raise ImproperlyConfigured(
+            f"{name('BACKEND')} must be the dotted path of a backend class such as "
+            f"'asgi_bridge.broadcast.RedisBackend', not {backend!r}."
+        )
+    location = value.get("LOCATION")
+    if location is not None and (not isinstance(location, str) or "://" not in location):
+        raise ImproperlyConfigured(
+            f"{name('LOCATION')} must be a URL such as 'redis://127.0.0.1:6379/0', "
+            f"not {location!r}."
+        )
+    options = value.get("OPTIONS", {})
+    if not isinstance(options, Mapping) or not all(isinstance(each, str) for each in options):
+        raise ImproperlyConfigured(
+            f"{name('OPTIONS')} must be a dict of keyword arguments, not {options!r}."
+        )
+    prefix = value.get("PREFIX", DEFAULT_BROADCAST_PREFIX)
+    if not isinstance(prefix, str):
+        raise ImproperlyConfigured(f"{name('PREFIX')} must be a string, not {prefix!r}.")
+    channel_layer = value.get("CHANNEL_LAYER")
+    if channel_layer is not None and not isinstance(channel_layer, str):
+        raise ImproperlyConfigured(
+            f"{name('CHANNEL_LAYER')} must be a CHANNEL_LAYERS alias such as 'default', "
+            f"or None, not {channel_layer!r}."
+        )
+    return BroadcastSettings(backend, location, dict(options), prefix, channel_layer)
+
+
 def _bool(key: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ImproperlyConfigured(f"{SETTING_NAME}[{key!r}] must be True or False, not {value!r}.")
@@ -172,6 +249,7 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "BACKGROUND_QUEUE_SIZE": ("background_queue_size", _positive_int),
     "RUNSERVER_SERVER": ("runserver_server", _runserver_server),
     "FREEZE_GC": ("freeze_gc", _bool),
+    "BROADCAST": ("broadcast", _broadcast),
 }
 
 

@@ -64,3 +64,17 @@ class BackgroundQueueFull(Exception):
             "503; if this happens under normal load, raise BACKGROUND_THREADS or "
             "BACKGROUND_QUEUE_SIZE, and move work that must not be lost to a task queue."
         )
+
+
+class BroadcastError(Exception):
+    """A broadcast did not reach the broadcast backend's server (Redis): this process's own
+    members have it, other processes' do not."""
+
+    def __init__(self, group: str, location: str, error: BaseException) -> None:
+        self.group = group
+        self.location = location
+        super().__init__(
+            f"Broadcast to group {group!r} reached this process's members only: the broadcast "
+            f"backend at {location} is unreachable ({error or type(error).__name__}). "
+            "Other processes did not get it."
+        )

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from . import signals
+from . import broadcasting, signals
 from .conf import bridge_settings
 from .garbage import freeze_startup_objects
 from .types import Receive, Scope, Send
@@ -116,9 +116,13 @@ class Lifespan:
             await self.handler.background.drain(bridge_settings().background_shutdown_timeout)
             await signals.shutdown.asend(sender=self.handler.__class__, state=self.state)
         finally:
-            if stack is not None:
-                await stack.aclose()
-            self.started = False
+            try:
+                if stack is not None:
+                    await stack.aclose()
+            finally:
+                # Last, once hooks that broadcast are done: unsubscribe from Redis, if used.
+                await broadcasting.close()
+                self.started = False
 
     async def start_without_server(self) -> None:
         """For servers without lifespan (daphne): start once, before the first request.

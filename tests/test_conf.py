@@ -217,3 +217,57 @@ class WebSocketSendQueueSettingTests(SimpleTestCase):
                 ),
             ):
                 parse_settings({"WEBSOCKET_SEND_QUEUE_SIZE": value})
+
+
+class BroadcastSettingTests(SimpleTestCase):
+    def test_default_is_the_memory_backend(self) -> None:
+        broadcast = parse_settings({}).broadcast
+        self.assertEqual(broadcast.backend, "asgi_bridge.broadcast.MemoryBackend")
+        self.assertEqual(broadcast.backend_path, "asgi_bridge.broadcasting.memory.MemoryBackend")
+        self.assertEqual((broadcast.location, broadcast.channel_layer), (None, None))
+
+    def test_the_redis_backend_and_its_options(self) -> None:
+        broadcast = parse_settings(
+            {
+                "BROADCAST": {
+                    "BACKEND": "asgi_bridge.broadcast.RedisBackend",
+                    "LOCATION": "redis://127.0.0.1:6379/0",
+                    "OPTIONS": {"socket_connect_timeout": 1},
+                    "PREFIX": "myproject:",
+                    "CHANNEL_LAYER": "default",
+                }
+            }
+        ).broadcast
+        self.assertEqual(broadcast.backend_path, "asgi_bridge.broadcasting.redis.RedisBackend")
+        self.assertEqual(broadcast.location, "redis://127.0.0.1:6379/0")
+        self.assertEqual(dict(broadcast.options), {"socket_connect_timeout": 1})
+        self.assertEqual((broadcast.prefix, broadcast.channel_layer), ("myproject:", "default"))
+        # Any other dotted path is the user's own backend class.
+        custom = parse_settings({"BROADCAST": {"BACKEND": "myapp.groups.Backend"}}).broadcast
+        self.assertEqual(custom.backend_path, "myapp.groups.Backend")
+
+    def test_bad_values_named(self) -> None:
+        cases = [
+            ("redis://x", "ASGI_BRIDGE['BROADCAST'] must be a dict"),
+            ({"URL": "redis://x"}, "Unknown key 'URL' in ASGI_BRIDGE['BROADCAST']"),
+            ({"BACKEND": "Redis"}, "ASGI_BRIDGE['BROADCAST']['BACKEND'] must be"),
+            ({"LOCATION": "127.0.0.1:6379"}, "ASGI_BRIDGE['BROADCAST']['LOCATION'] must be"),
+            ({"OPTIONS": ["db", 1]}, "ASGI_BRIDGE['BROADCAST']['OPTIONS'] must be"),
+            ({"PREFIX": 1}, "ASGI_BRIDGE['BROADCAST']['PREFIX'] must be"),
+            ({"CHANNEL_LAYER": True}, "ASGI_BRIDGE['BROADCAST']['CHANNEL_LAYER'] must be"),
+        ]
+        for value, message in cases:
+            with (
+                self.subTest(value=value),
+                self.assertRaisesMessage(ImproperlyConfigured, message),
+            ):
+                parse_settings({"BROADCAST": value})
+
+    @override_settings(ASGI_BRIDGE={"BROADCAST": {"BACKEND": "asgi_bridge.broadcast.RedisBackend"}})
+    def test_the_redis_backend_needs_a_location(self) -> None:
+        from asgi_bridge.broadcasting import groups
+
+        with self.assertRaisesMessage(
+            ImproperlyConfigured, "ASGI_BRIDGE['BROADCAST']['LOCATION'] must be set"
+        ):
+            groups()

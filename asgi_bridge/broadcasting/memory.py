@@ -1,4 +1,8 @@
-"""Broadcast groups in this process's memory: the members of each group, and delivery to them."""
+"""Broadcast groups in this process's memory: the members of each group, and delivery to them.
+
+``MemoryBackend`` is the default backend, for one server process. ``RedisBackend`` keeps one of
+these for its own process's members and adds Redis between processes.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import json
 from typing import Any, Protocol
 
 from django.core.serializers.json import DjangoJSONEncoder
+
+from ..conf import BroadcastSettings
 
 
 class Member(Protocol):
@@ -32,19 +38,37 @@ class MemoryBackend:
         self._members: dict[str, set[Member]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def join(self, group: str, member: Member) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._members.setdefault(group, set()).add(member)
-        member.groups.add(group)
+    @classmethod
+    def from_settings(cls, settings: BroadcastSettings) -> MemoryBackend:
+        return cls()
 
-    def leave(self, group: str, member: Member) -> None:
+    async def join(self, group: str, member: Member) -> None:
+        """Put ``member`` in ``group``: it gets what is broadcast to the group from now on."""
+        self.add(group, member)
+
+    def add(self, group: str, member: Member) -> bool:
+        """``join`` on the event loop, without waiting; True if ``member`` is the group's first."""
+        self._loop = asyncio.get_running_loop()
+        members = self._members.get(group)
+        first = members is None
+        if members is None:
+            members = self._members[group] = set()
+        members.add(member)
+        member.groups.add(group)
+        return first
+
+    def leave(self, group: str, member: Member) -> bool:
+        """Take ``member`` out of ``group``; True if that left the group with no member."""
         member.groups.discard(group)
         members = self._members.get(group)
-        if members is not None:
-            members.discard(member)
-            if not members:
-                # No member left: the group goes, so that groups do not pile up.
-                del self._members[group]
+        if members is None:
+            return False
+        members.discard(member)
+        if members:
+            return False
+        # No member left: the group goes, so that groups do not pile up.
+        del self._members[group]
+        return True
 
     def leave_all(self, member: Member) -> None:
         for group in list(member.groups):
@@ -56,29 +80,39 @@ class MemoryBackend:
     def group_count(self) -> int:
         return len(self._members)
 
-    def broadcast(self, group: str, message: Any, *, exclude: Any = None) -> int:
-        """On the event loop: queue the message for every member but ``exclude``."""
-        frame = encode(message)
+    def group_names(self) -> list[str]:
+        return list(self._members)
+
+    def deliver(self, group: str, frame: str | bytes, exclude: Any = None) -> int:
+        """On the event loop: queue ``frame`` for every member but ``exclude``; how many took
+        it."""
         delivered = 0
         for member in list(self._members.get(group, ())):
             if member is not exclude and member.deliver(frame):
                 delivered += 1
         return delivered
 
-    def broadcast_threadsafe(self, group: str, message: Any, *, exclude: Any = None) -> None:
-        """From any thread: the loop that serves the members broadcasts it."""
+    def deliver_threadsafe(self, group: str, frame: str | bytes, exclude: Any = None) -> None:
+        """``deliver`` from any thread: the loop that serves the members delivers it."""
         loop = self._loop
         if loop is None or loop.is_closed() or group not in self._members:
             return  # Nobody here to receive it.
-        frame = encode(message)
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
         if running is loop:
-            self.broadcast(group, frame, exclude=exclude)
+            self.deliver(group, frame, exclude)
         else:
-            loop.call_soon_threadsafe(self._broadcast_frame, group, frame, exclude)
+            loop.call_soon_threadsafe(self.deliver, group, frame, exclude)
 
-    def _broadcast_frame(self, group: str, frame: str | bytes, exclude: Any) -> None:
-        self.broadcast(group, frame, exclude=exclude)
+    async def broadcast(self, group: str, message: Any, *, exclude: Any = None) -> int:
+        """Send ``message`` to every member of ``group`` but ``exclude``; how many took it."""
+        return self.deliver(group, encode(message), exclude)
+
+    def broadcast_sync(self, group: str, message: Any, *, exclude: Any = None) -> None:
+        """``broadcast`` from sync code, on any thread."""
+        self.deliver_threadsafe(group, encode(message), exclude)
+
+    async def close(self) -> None:
+        """Nothing to let go of: the members leave as their connections end."""

@@ -65,7 +65,7 @@ async def subscribe(*groups: str, queue_size: int | None = None) -> AsyncIterato
     subscription = Subscription(queue_size or bridge_settings().websocket_send_queue_size)
     backend = process_groups()
     for group in groups:
-        backend.join(group, subscription)
+        await backend.join(group, subscription)
     try:
         while (frame := await subscription.next_frame()) is not None:
             yield frame

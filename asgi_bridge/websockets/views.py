@@ -135,7 +135,7 @@ class WebSocket:
         the end of the connection."""
         from ..broadcasting import groups
 
-        groups().join(group, self)
+        await groups().join(group, self)
 
     async def leave(self, group: str) -> None:
         from ..broadcasting import groups
