@@ -82,6 +82,27 @@ WSGI_SERVER = ServerSpec("gunicorn", "gunicorn", gunicorn_command, "gunicorn>=23
 WSGI_HANDLER = "wsgi"
 
 
+def uvicorn_project_spec(module: str) -> ServerSpec:
+    """uvicorn serving ``<module>:application`` from project/ (``asgi``, ``channels_asgi``).
+
+    Started with ``-P`` (Python 3.11+), so that the current directory is not put on sys.path:
+    run from bench/, bench/websockets.py would shadow the websockets library uvicorn serves
+    WebSockets with.
+    """
+    safe_path = ["-P"] if sys.version_info >= (3, 11) else []
+
+    def command(port: int) -> list[str]:
+        return [
+            sys.executable, *safe_path, "-m", "uvicorn", f"{module}:application",
+            "--app-dir", str(PROJECT_DIR),
+            "--host", http11.HOST, "--port", str(port),
+            "--no-access-log", "--log-level", "warning",
+        ]  # fmt: skip
+
+    uvicorn = SERVERS["uvicorn"]
+    return ServerSpec(uvicorn.name, uvicorn.distribution, command, uvicorn.requirement)
+
+
 def is_installed(spec: ServerSpec) -> bool:
     try:
         metadata.version(spec.distribution)
@@ -171,11 +192,11 @@ def descendant_pids(root: int) -> list[int]:
 
 
 def start_server(
-    spec: ServerSpec, handler: str, env: dict[str, str], log_dir: Path
+    spec: ServerSpec, handler: str, env: dict[str, str], log_dir: Path, core: int = SERVER_CORE
 ) -> RunningServer:
     port = free_port()
     log_path = log_dir / f"{spec.name}-{handler}-{port}.log"
-    command = ["taskset", "-c", str(SERVER_CORE), *spec.command(port)]
+    command = ["taskset", "-c", str(core), *spec.command(port)]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             command,
@@ -240,10 +261,10 @@ def stop_server(server: RunningServer) -> None:
 
 @contextmanager
 def running_server(
-    spec: ServerSpec, handler: str, env: dict[str, str], log_dir: Path
+    spec: ServerSpec, handler: str, env: dict[str, str], log_dir: Path, core: int = SERVER_CORE
 ) -> Iterator[RunningServer]:
     """Start a server, wait until it answers, and always stop its whole process group."""
-    server = start_server(spec, handler, env, log_dir)
+    server = start_server(spec, handler, env, log_dir, core)
     try:
         wait_until_ready(server)
         yield server

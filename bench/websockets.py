@@ -82,12 +82,12 @@ ECHOED_FRAME = bytes([0x81, len(MESSAGE)]) + MESSAGE  # the server's frame: unma
 CLOSE_FRAME = masked_frame(0x8, (1000).to_bytes(2, "big"))
 
 
-def handshake_request(port: int) -> bytes:
+def handshake_request(port: int, path: str = WS_PATH) -> bytes:
     import http11
 
     key = base64.b64encode(os.urandom(16)).decode("ascii")
     lines = [
-        f"GET {WS_PATH} HTTP/1.1",
+        f"GET {path} HTTP/1.1",
         f"Host: {http11.HOST}:{port}",
         "Upgrade: websocket",
         "Connection: Upgrade",
@@ -306,25 +306,9 @@ def run_client(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 def server_spec(contender: str) -> Any:
-    import http11
     import servers
 
-    module = CONTENDERS[contender][0]
-
-    # -P (Python 3.11+): the current directory is not put on sys.path, so run from bench/ this
-    # module does not shadow the websockets library uvicorn serves WebSockets with.
-    safe_path = ["-P"] if sys.version_info >= (3, 11) else []
-
-    def command(port: int) -> list[str]:
-        return [
-            sys.executable, *safe_path, "-m", "uvicorn", f"{module}:application",
-            "--app-dir", str(PROJECT_DIR),
-            "--host", http11.HOST, "--port", str(port),
-            "--no-access-log", "--log-level", "warning",
-        ]  # fmt: skip
-
-    uvicorn = servers.SERVERS["uvicorn"]
-    return servers.ServerSpec(uvicorn.name, uvicorn.distribution, command, uvicorn.requirement)
+    return servers.uvicorn_project_spec(CONTENDERS[contender][0])
 
 
 def measure_rates(
