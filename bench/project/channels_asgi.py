@@ -1,8 +1,10 @@
-"""ASGI entry point serving the benchmark project the Channels way, for bench/websockets.py.
+"""ASGI entry point serving the benchmark project the Channels way, for bench/websockets.py and
+bench/broadcast.py.
 
-HTTP goes to Django's own ASGI handler; WebSockets to an echo consumer behind the stack the
-Channels tutorial deploys: ``AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(...)))``.
-No channel layer and no ``"channels"`` in ``INSTALLED_APPS``: a consumer needs neither.
+HTTP goes to Django's own ASGI handler; WebSockets to consumers behind the stack the Channels
+tutorial deploys: ``AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(...)))``. The echo
+consumer needs no channel layer and no ``"channels"`` in ``INSTALLED_APPS``; the room consumer
+uses the layer the settings configure when ``BENCH_CHANNEL_LAYER`` is set.
 """
 
 import os
@@ -28,11 +30,35 @@ class EchoConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         await self.send(text_data=text_data, bytes_data=bytes_data)
 
 
+class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
+    """The Channels tutorial's chat room, listening only: joins the URL's group on connect and
+    forwards each ``room.message`` event sent to it (``views.broadcast_channels``)."""
+
+    async def connect(self) -> None:
+        self.group_name = self.scope["url_route"]["kwargs"]["name"]
+        await self.channel_layer.group_add(self.group_name, self.channel_name)
+        await self.accept()
+        await self.send(text_data="joined")
+
+    async def disconnect(self, code: int) -> None:
+        await self.channel_layer.group_discard(self.group_name, self.channel_name)
+
+    async def room_message(self, event: dict[str, str]) -> None:
+        await self.send(text_data=event["text"])
+
+
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter([path("ws/echo/", EchoConsumer.as_asgi())]))
+            AuthMiddlewareStack(
+                URLRouter(
+                    [
+                        path("ws/echo/", EchoConsumer.as_asgi()),
+                        path("ws/room/<str:name>/", RoomConsumer.as_asgi()),
+                    ]
+                )
+            )
         ),
     }
 )

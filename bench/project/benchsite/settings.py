@@ -94,3 +94,23 @@ if os.environ.get("BENCH_THREADS"):
     ASGI_BRIDGE["THREADS"] = int(os.environ["BENCH_THREADS"])
 if os.environ.get("BENCH_FREEZE_GC") == "0":
     ASGI_BRIDGE["FREEZE_GC"] = False
+
+# bench/broadcast.py: broadcast groups on its throwaway redis-server (BENCH_REDIS_URL).
+# BENCH_BROADCAST=redis gives asgi_bridge its Redis backend (without it: the in-memory default);
+# BENCH_CHANNEL_LAYER names the channels_redis layer the Channels application uses.
+CHANNEL_LAYER_BACKENDS = {
+    "RedisChannelLayer": "channels_redis.core.RedisChannelLayer",
+    "RedisPubSubChannelLayer": "channels_redis.pubsub.RedisPubSubChannelLayer",
+}
+if os.environ.get("BENCH_BROADCAST") == "redis":
+    ASGI_BRIDGE["BROADCAST"] = {
+        "BACKEND": "asgi_bridge.broadcast.RedisBackend",
+        "LOCATION": os.environ["BENCH_REDIS_URL"],
+    }
+if os.environ.get("BENCH_CHANNEL_LAYER"):
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": CHANNEL_LAYER_BACKENDS[os.environ["BENCH_CHANNEL_LAYER"]],
+            "CONFIG": {"hosts": [os.environ["BENCH_REDIS_URL"]]},
+        },
+    }

@@ -16,4 +16,7 @@ urlpatterns = [
     path("file/", views.file),
     path("upload/", views.upload),
     path("ws/echo/", views.websocket_echo),
+    path("ws/room/<str:name>/", views.websocket_room),
+    path("broadcast/bridge/", views.broadcast_bridge),
+    path("broadcast/channels/", views.broadcast_channels),
 ]

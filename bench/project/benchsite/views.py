@@ -1,7 +1,8 @@
 """One view per response path the benchmark compares: plain, JSON, body, streaming, ORM, file,
-WebSocket."""
+WebSocket, broadcast."""
 
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from django.conf import settings
@@ -15,7 +16,7 @@ from django.http import (
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from asgi_bridge import websocket
+from asgi_bridge import broadcast_sync, websocket
 from asgi_bridge.websockets import WebSocket
 from benchsite.models import Item
 
@@ -104,3 +105,51 @@ async def websocket_echo(request: HttpRequest, ws: WebSocket) -> None:
     await ws.accept()
     async for message in ws:
         await ws.send(message)
+
+
+@websocket
+async def websocket_room(request: HttpRequest, ws: WebSocket, name: str) -> None:
+    """Receive group ``name``'s broadcasts (bench/broadcast.py); "joined" once a member."""
+    await ws.accept()
+    await ws.join(name)
+    await ws.send("joined")
+    async for _ in ws:
+        pass
+
+
+def send_broadcasts(request: HttpRequest, send: Callable[[str, str], None]) -> JsonResponse:
+    """Send ``count`` broadcasts to ``group``, as fast as ``send`` returns or ``rate`` a second.
+
+    Each is the text ``"<tag> <sequence> <send time>"``, the time from time.monotonic(), which
+    is system-wide on Linux: the benchmark's clients, in other processes, subtract it from
+    their own clock's reading on receipt.
+    """
+    group, tag = request.GET["group"], request.GET["tag"]
+    count, rate = int(request.GET["count"]), float(request.GET.get("rate", "0"))
+    started = time.monotonic()
+    for sequence in range(count):
+        if rate:
+            wait = started + sequence / rate - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+        send(group, f"{tag} {sequence} {time.monotonic():.6f}")
+    return JsonResponse({"sent": count, "started": started, "finished": time.monotonic()})
+
+
+def broadcast_bridge(request: HttpRequest) -> JsonResponse:
+    """asgi_bridge's way from a sync view: ``broadcast_sync(group, message)``."""
+    return send_broadcasts(request, broadcast_sync)
+
+
+def broadcast_channels(request: HttpRequest) -> JsonResponse:
+    """Channels' way from a sync view: ``async_to_sync(channel_layer.group_send)(...)``, to
+    ``project/channels_asgi.py``'s RoomConsumer."""
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    channel_layer = get_channel_layer()
+
+    def send(group: str, text: str) -> None:
+        async_to_sync(channel_layer.group_send)(group, {"type": "room.message", "text": text})
+
+    return send_broadcasts(request, send)
