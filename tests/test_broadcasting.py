@@ -8,7 +8,7 @@ from typing import Any
 
 from django.test import SimpleTestCase
 
-from asgi_bridge import broadcast
+from asgi_bridge import broadcast, broadcast_sync
 from asgi_bridge.broadcasting import encode, groups
 from asgi_bridge.testing import ASGIClient
 
@@ -108,6 +108,40 @@ class DeliverTests(SimpleTestCase):
                 {"type": "websocket.close", "code": 1013, "reason": "Try Again Later"},
             ],
         )
+
+
+class BurstTests(ServedLikeByAServer, SimpleTestCase):
+    """A burst of broadcasts, far past WEBSOCKET_SEND_QUEUE_SIZE, reaches readers that keep up:
+    each broadcast gives the sockets' writers a turn before the next is queued."""
+
+    BURST = 500
+
+    async def test_a_burst_from_a_thread_reaches_every_socket_in_order(self) -> None:
+        client = ASGIClient()
+        async with (
+            client.websocket("/ws/room/burst/") as first,
+            client.websocket("/ws/room/burst/") as second,
+        ):
+            for ws in (first, second):
+                self.assertEqual(await ws.receive_text(), "joined")
+
+            def burst() -> None:
+                for n in range(self.BURST):
+                    broadcast_sync("burst", str(n))
+
+            await asyncio.to_thread(burst)
+            for ws in (first, second):
+                received = [await ws.receive_text() for _ in range(self.BURST)]
+                self.assertEqual(received, [str(n) for n in range(self.BURST)])
+
+    async def test_a_burst_from_async_code_reaches_every_socket_in_order(self) -> None:
+        client = ASGIClient()
+        async with client.websocket("/ws/room/burst/") as ws:
+            self.assertEqual(await ws.receive_text(), "joined")
+            for n in range(self.BURST):
+                await broadcast("burst", str(n))
+            received = [await ws.receive_text() for _ in range(self.BURST)]
+            self.assertEqual(received, [str(n) for n in range(self.BURST)])
 
 
 class SubscriptionTests(ServedLikeByAServer, SimpleTestCase):

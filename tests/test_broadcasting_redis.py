@@ -129,6 +129,18 @@ class RedisGroupTests(RedisTestCase):
                 self.assertEqual(await socket.receive_bytes(), b"\x00bytes")
                 self.assertEqual(await socket.receive_json(), {"json": ["é"]})
 
+    async def test_a_burst_read_at_once_from_redis_reaches_readers_that_keep_up(self) -> None:
+        """500 messages published in one pipeline arrive in the subscriber's buffer together,
+        far past WEBSOCKET_SEND_QUEUE_SIZE (64): none of the sockets is closed for it."""
+        async with self.room("burst", 3) as sockets, self.other_process() as other:
+            with self.redis.client() as client, client.pipeline(transaction=False) as pipeline:
+                for n in range(500):
+                    pipeline.publish(other.channel("burst"), other.payload(str(n)))
+                pipeline.execute()
+            for socket in sockets:
+                received = [await socket.receive_text() for _ in range(500)]
+                self.assertEqual(received, [str(n) for n in range(500)])
+
     async def test_exclude_leaves_the_sender_out(self) -> None:
         async with self.room("chat", 2) as (alice, bob):
             await alice.send("say:hi")

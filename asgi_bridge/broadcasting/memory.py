@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import deque
 from typing import Any, Protocol
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -31,12 +32,26 @@ def encode(message: Any) -> str | bytes:
     return json.dumps(message, cls=DjangoJSONEncoder, separators=(",", ":"))
 
 
+async def give_writers_a_turn() -> None:
+    """Let the members' writers send what a broadcast queued before the next one is queued.
+
+    Each member queues a message without waiting and a task of its own sends it; a burst of
+    broadcasts queued in one turn of the event loop would fill the bounded queues of readers
+    that keep up well (and close them with 1013), where one turn between broadcasts lets the
+    writers take each message as it comes. Only a reader that does not keep up fills its queue.
+    """
+    await asyncio.sleep(0)
+
+
 class MemoryBackend:
     """The groups of this process: each a set of members, all served by one event loop."""
 
     def __init__(self) -> None:
         self._members: dict[str, set[Member]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Broadcasts from other threads, in order, for the loop to deliver one at a time.
+        self._inbox: deque[tuple[str, str | bytes, Any]] = deque()
+        self._delivering: asyncio.Task[None] | None = None
 
     @classmethod
     def from_settings(cls, settings: BroadcastSettings) -> MemoryBackend:
@@ -103,12 +118,25 @@ class MemoryBackend:
             running = None
         if running is loop:
             self.deliver(group, frame, exclude)
-        else:
-            loop.call_soon_threadsafe(self.deliver, group, frame, exclude)
+            return
+        self._inbox.append((group, frame, exclude))
+        loop.call_soon_threadsafe(self._start_delivering)
+
+    def _start_delivering(self) -> None:
+        if self._delivering is None or self._delivering.done():
+            self._delivering = asyncio.get_running_loop().create_task(self._deliver_inbox())
+
+    async def _deliver_inbox(self) -> None:
+        inbox = self._inbox
+        while inbox:
+            self.deliver(*inbox.popleft())
+            await give_writers_a_turn()
 
     async def broadcast(self, group: str, message: Any, *, exclude: Any = None) -> int:
         """Send ``message`` to every member of ``group`` but ``exclude``; how many took it."""
-        return self.deliver(group, encode(message), exclude)
+        delivered = self.deliver(group, encode(message), exclude)
+        await give_writers_a_turn()
+        return delivered
 
     def broadcast_sync(self, group: str, message: Any, *, exclude: Any = None) -> None:
         """``broadcast`` from sync code, on any thread."""

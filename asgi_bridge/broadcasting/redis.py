@@ -30,7 +30,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from ..conf import SETTING_NAME, BroadcastSettings
 from ..exceptions import BroadcastError
-from .memory import Member, MemoryBackend, encode
+from .memory import Member, MemoryBackend, encode, give_writers_a_turn
 
 try:
     import redis
@@ -422,6 +422,7 @@ class Subscriber:
                 data = payload[ORIGIN_SIZE + 1 :]
                 frame = data.decode() if payload[ORIGIN_SIZE : ORIGIN_SIZE + 1] == TEXT else data
                 local.deliver(group, frame)
+                await give_writers_a_turn()
             elif kind == b"subscribe":
                 channel = response[1]
                 self.confirmed.add(channel)
