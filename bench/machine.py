@@ -78,17 +78,23 @@ def git_revision() -> str:
     return f"{head} (asgi_bridge/ has uncommitted changes)" if changed else head
 
 
+def cpu_totals() -> tuple[int, int]:
+    """Clock ticks of all CPUs since boot: in all, and idle (idle + iowait)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    return sum(fields), fields[3] + fields[4]
+
+
+def busy_cpu_seconds() -> float:
+    """CPU time every process on the machine has used since boot, all CPUs together."""
+    total, idle = cpu_totals()
+    return (total - idle) / servers.CLOCK_TICKS
+
+
 def busy_cpu_percent(seconds: float = 1.0) -> float:
     """CPU use by everything on the machine over a short sample taken while the benchmark idles."""
-
-    def totals() -> tuple[int, int]:
-        fields = [int(value) for value in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-        idle = fields[3] + fields[4]  # idle + iowait
-        return sum(fields), idle
-
-    total_before, idle_before = totals()
+    total_before, idle_before = cpu_totals()
     time.sleep(seconds)
-    total_after, idle_after = totals()
+    total_after, idle_after = cpu_totals()
     elapsed = total_after - total_before
     return round(100 * (1 - (idle_after - idle_before) / elapsed), 1) if elapsed else 0.0
 
@@ -102,6 +108,14 @@ def warn_if_busy(when: str) -> float:
             flush=True,
         )
     return busy
+
+
+def print_facts(facts: dict[str, Any]) -> None:
+    """The facts, a line each, the packages' versions on one line."""
+    for key, value in facts.items():
+        if key == "packages":
+            value = ", ".join(f"{name} {version}" for name, version in value.items())
+        print(f"{key}: {value}")
 
 
 def machine_facts(usable_cores: int, load_generator: str) -> dict[str, Any]:

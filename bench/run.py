@@ -143,10 +143,7 @@ def check_cores() -> int:
 
 def print_header(command: str, facts: dict[str, Any], args: argparse.Namespace) -> None:
     print(f"command: {command}")
-    for key, value in facts.items():
-        if key == "packages":
-            value = ", ".join(f"{name} {version}" for name, version in value.items())
-        print(f"{key}: {value}")
+    machine.print_facts(facts)
     chosen = [endpoint.key for endpoint in args.endpoints]
     some = len(chosen) < len(throughput.ENDPOINTS)
     print(

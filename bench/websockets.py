@@ -534,10 +534,7 @@ def main(argv: list[str]) -> int:
         facts["packages"][package] = machine.installed_version(package)
     facts["uvicorn_ws"] = "--ws auto (websockets-sansio when websockets is installed)"
     facts["open_file_limit"] = limit
-    for key, value in facts.items():
-        if key == "packages":
-            value = ", ".join(f"{package} {version}" for package, version in value.items())
-        print(f"{key}: {value}")
+    machine.print_facts(facts)
     print(
         f"settings: rounds={args.rounds} duration={args.duration:g}s warmup={args.warmup:g}s "
         f"connections={args.connections} handshake_duration={args.handshake_duration:g}s "
