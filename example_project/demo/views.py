@@ -14,6 +14,7 @@ import io
 import itertools
 import math
 import os
+import sys
 import tempfile
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable
@@ -40,8 +41,10 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from asgi_bridge import broadcast, websocket
+from asgi_bridge import broadcast, broadcast_sync, websocket
 from asgi_bridge.background import after_response
+from asgi_bridge.broadcasting import groups
+from asgi_bridge.exceptions import BroadcastError
 from asgi_bridge.sse import EventStreamResponse, ServerSentEvent, last_event_id
 from asgi_bridge.websockets import WebSocket
 from demo.bigfile import ensure_big_file
@@ -554,6 +557,63 @@ async def ws_chat(request: HttpRequest, ws: WebSocket, room: str) -> None:
 
 def chat_group(room: str) -> str:
     return f"chat-{room}"
+
+
+@require_POST
+@csrf_exempt
+def chat_announce(request: HttpRequest, room: str) -> JsonResponse:
+    """A sync view that speaks in a chat room: ``broadcast_sync`` reaches the room's sockets in
+    every server process (with ASGI_BRIDGE["BROADCAST"] on Redis)."""
+    text = request.POST.get("text", "")[:CHAT_MESSAGE_MAX_LENGTH]
+    broadcast_sync(chat_group(room), {"user": "announcer", "text": text})
+    return JsonResponse({"announced": text})
+
+
+@websocket
+async def ws_probe_group(request: HttpRequest, ws: WebSocket, group: str) -> None:
+    """Joins ``group`` and says "joined" once subscribed, then only listens (the end-to-end
+    broadcast tests count what it gets)."""
+    await ws.accept()
+    await ws.join(group)
+    await ws.send("joined")
+    async for _ in ws:
+        pass
+
+
+@require_POST
+@csrf_exempt
+def probe_broadcast(request: HttpRequest, group: str) -> JsonResponse:
+    """Broadcasts ``str(n)`` for n in [start, start + count) to ``group`` with broadcast_sync,
+    one by one; says which went out and which failed (Redis down: BroadcastError)."""
+    start = read_query_number(request, "start", 0, int)
+    count = read_query_number(request, "count", 1, int)
+    sent, failed = [], []
+    for number in range(start, start + count):
+        try:
+            broadcast_sync(group, str(number))
+        except BroadcastError:
+            failed.append(number)
+        else:
+            sent.append(number)
+    return JsonResponse({"sent": sent, "failed": failed})
+
+
+@require_safe
+def probe_broadcast_state(request: HttpRequest) -> JsonResponse:
+    """This process's broadcast groups: how many have members here, and (on Redis) those its
+    subscribing connection is subscribed to; and, after a full garbage collection, how many
+    memory blocks Python holds (what the end-to-end tests watch for leaks, where RSS only shows
+    what the allocator kept)."""
+    backend = groups()
+    subscribed = getattr(backend, "subscribed_groups", lambda: set())()
+    gc.collect()
+    return JsonResponse(
+        {
+            "groups": backend.group_count(),
+            "subscribed": sorted(subscribed),
+            "python_blocks": sys.getallocatedblocks(),
+        }
+    )
 
 
 # Small pieces the views share ------------------------------------------------------------------

@@ -10,6 +10,8 @@ Environment variables:
   it to count the connections each ASGI handler opens.
 - ``EXAMPLE_CONN_MAX_AGE`` sets the database's ``CONN_MAX_AGE`` (seconds).
 - ``EXAMPLE_THREADS`` sets ``ASGI_BRIDGE["THREADS"]``, the size of asgi_bridge's thread pool.
+- ``EXAMPLE_REDIS_URL`` puts broadcast groups on Redis (``ASGI_BRIDGE["BROADCAST"]``), so that
+  the chat room works across server processes.
 - ``EXAMPLE_THREAD_WAIT_TIMEOUT`` sets ``ASGI_BRIDGE["THREAD_WAIT_TIMEOUT"]``: how long a request
   waits for a thread before a 503.
 """
@@ -138,3 +140,8 @@ if os.environ.get("EXAMPLE_THREADS"):
     ASGI_BRIDGE["THREADS"] = int(os.environ["EXAMPLE_THREADS"])
 if os.environ.get("EXAMPLE_THREAD_WAIT_TIMEOUT"):
     ASGI_BRIDGE["THREAD_WAIT_TIMEOUT"] = float(os.environ["EXAMPLE_THREAD_WAIT_TIMEOUT"])
+if os.environ.get("EXAMPLE_REDIS_URL"):
+    ASGI_BRIDGE["BROADCAST"] = {
+        "BACKEND": "asgi_bridge.broadcast.RedisBackend",
+        "LOCATION": os.environ["EXAMPLE_REDIS_URL"],
+    }

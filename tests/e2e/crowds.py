@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import resource
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -46,3 +49,39 @@ async def all_without_stall(tasks: list[asyncio.Task[T]], what: str, stall: floa
                 f"then none more for {stall:g} s"
             )
     return [task.result() for task in tasks]
+
+
+@dataclass
+class ProcessFootprint:
+    """A server process's resident memory (KiB), threads and open file descriptors."""
+
+    rss_kib: int
+    threads: int
+    files: int
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessFootprint:
+        status = dict(
+            line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        )
+        return cls(
+            rss_kib=int(status["VmRSS"].split()[0]),
+            threads=int(status["Threads"]),
+            files=len(os.listdir(f"/proc/{pid}/fd")),
+        )
+
+    @classmethod
+    def of_tree(cls, pid: int) -> ProcessFootprint:
+        """The sum over ``pid`` and its descendants: a server whose workers are child processes
+        (hypercorn's) is measured whole."""
+        pids = [pid]
+        for each in pids:
+            children = Path(f"/proc/{each}/task/{each}/children")
+            with contextlib.suppress(FileNotFoundError):
+                pids.extend(int(child) for child in children.read_text().split())
+        footprints = [cls.of(each) for each in pids]
+        return cls(
+            rss_kib=sum(each.rss_kib for each in footprints),
+            threads=sum(each.threads for each in footprints),
+            files=sum(each.files for each in footprints),
+        )

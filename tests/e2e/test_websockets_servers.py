@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
 import re
 import subprocess
 import sys
@@ -24,7 +23,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -40,7 +38,7 @@ from .conftest import (
     ServerEnvironment,
     start_server,
 )
-from .crowds import all_without_stall, open_files_raised_to
+from .crowds import ProcessFootprint, all_without_stall, open_files_raised_to
 
 SERVERS = ["uvicorn", "daphne", "granian", "hypercorn"]
 THREADS = 4
@@ -361,26 +359,6 @@ def test_many_open_sockets_hold_no_thread(
         f"echoed in {measured['echo']:.2f} s, a sync GET meanwhile in {measured['get']:.3f} s, "
         f"closed in {measured['close']:.2f} s; denied handshakes get the {denial} response",
     )
-
-
-@dataclasses.dataclass
-class ProcessFootprint:
-    """A server process's resident memory (KiB), threads and open file descriptors."""
-
-    rss_kib: int
-    threads: int
-    files: int
-
-    @classmethod
-    def of(cls, pid: int) -> ProcessFootprint:
-        status = dict(
-            line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-        )
-        return cls(
-            rss_kib=int(status["VmRSS"].split()[0]),
-            threads=int(status["Threads"]),
-            files=len(os.listdir(f"/proc/{pid}/fd")),
-        )
 
 
 def test_a_thousand_sockets_on_uvicorn_add_no_thread_and_give_back_their_files(
