@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, ClassVar
+from unittest import mock
 
 from django.test import SimpleTestCase, override_settings
 
@@ -30,6 +32,8 @@ from .e2e.redis_server import RedisServer, start_redis
 
 # A bound on waits that only turns a hang into a failure.
 WAIT = 10.0
+# HEALTH_CHECK_INTERVAL for HealthCheckTests: many checks pass in a moment.
+QUICK_HEALTH_CHECK = 0.05
 
 
 async def eventually(condition: Callable[[], bool], what: str) -> None:
@@ -285,6 +289,79 @@ class FaultTests(RedisTestCase):
                     await sync_to_async(broadcast_sync)("sync-down", "x")
             finally:
                 self.redis.start()
+
+
+@mock.patch("asgi_bridge.broadcasting.redis.HEALTH_CHECK_INTERVAL", QUICK_HEALTH_CHECK)
+class HealthCheckTests(RedisTestCase):
+    """The subscribing connection's PINGs, with a short HEALTH_CHECK_INTERVAL."""
+
+    def subscribers(self) -> list[str]:
+        """The ids of Redis's subscribing clients."""
+        with self.redis.client() as client:
+            return [entry["id"] for entry in client.client_list(_type="pubsub")]
+
+    def ping_calls(self) -> int:
+        with self.redis.client() as client:
+            stats: dict[str, Any] = client.info("commandstats")
+        return int(stats.get("cmdstat_ping", {}).get("calls", 0))
+
+    async def test_a_quiet_healthy_connection_is_kept(self) -> None:
+        """Nothing broadcast for forty intervals: PINGs keep proving the connection alive, and
+        it is never dropped."""
+        await self.check_kept_while(asyncio.sleep(40 * QUICK_HEALTH_CHECK))
+
+    async def test_a_quiet_healthy_connection_is_kept_by_a_busy_event_loop(self) -> None:
+        """The same on an event loop that other work keeps busy, so that every timer wakes
+        late: the connection was once dropped when a check woke after twice the interval without
+        having sent a PING."""
+
+        async def busy() -> None:
+            deadline = time.monotonic() + 40 * QUICK_HEALTH_CHECK
+            while time.monotonic() < deadline:
+                time.sleep(0.6 * QUICK_HEALTH_CHECK)  # Blocks the loop, as heavy work does.
+                await asyncio.sleep(0)
+
+        await self.check_kept_while(busy())
+
+    async def check_kept_while(self, quiet: Coroutine[Any, Any, None]) -> None:
+        async with self.room("quiet", 1) as sockets, self.other_process() as other:
+            subscribers, pings = self.subscribers(), self.ping_calls()
+            self.assertEqual(len(subscribers), 1)
+            with self.assertNoLogs("asgi_bridge", "WARNING"):
+                await quiet
+            self.assertEqual(self.subscribers(), subscribers)
+            # Checked again and again: several PINGs went out, and each was answered in time.
+            self.assertGreaterEqual(self.ping_calls() - pings, 4)
+            self.assertEqual(await other.broadcast("quiet", "still here"), 0)
+            self.assertEqual(await sockets[0].receive_text(), "still here")
+
+    async def test_a_frozen_redis_is_given_up_on_and_rejoined_when_it_thaws(self) -> None:
+        """A host that keeps the connection open but answers nothing (SIGSTOP): the unanswered
+        PING ends the connection, reconnecting waits a bounded time, and when Redis answers
+        again the group is subscribed anew on a fresh connection."""
+        async with self.room("frozen", 1) as sockets, self.other_process() as other:
+            backend = self.backend()
+            before = self.subscribers()
+            with self.assertLogs("asgi_bridge", "WARNING") as logs:
+                self.redis.pause()
+                try:
+                    await eventually(
+                        lambda: not backend.subscriber().connected, "the frozen host given up on"
+                    )
+                finally:
+                    self.redis.resume()
+                await eventually(
+                    lambda: "frozen" in backend.subscribed_groups(), "subscribed again"
+                )
+            messages = [record.getMessage() for record in logs.records]
+            self.assertIn("did not answer a PING", messages[0])
+            self.assertIn("Reconnected to Redis", messages[-1])
+            await eventually(
+                lambda: len(self.subscribers()) == 1 and self.subscribers() != before,
+                "the old connection closed, the new one subscribed",
+            )
+            self.assertEqual(await other.broadcast("frozen", "thawed"), 0)
+            self.assertEqual(await sockets[0].receive_text(), "thawed")
 
 
 @override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}})

@@ -51,8 +51,9 @@ logger = logging.getLogger("asgi_bridge")
 # The wait before the first reconnection, doubled after each failure up to MAX_BACKOFF.
 INITIAL_BACKOFF = 0.1
 MAX_BACKOFF = 2.0
-# Seconds without a word from Redis after which the subscribing connection sends a PING; with
-# no answer for as long again, it is taken for dead (a host gone without closing it).
+# Seconds without a word from Redis after which the subscribing connection sends a PING; when
+# that PING goes unanswered for as long again, it is taken for dead (a host gone without closing
+# it, or frozen).
 HEALTH_CHECK_INTERVAL = 15.0
 # How long graceful shutdown waits for Redis to confirm the unsubscription.
 CLOSE_TIMEOUT = 1.0
@@ -341,7 +342,13 @@ class Subscriber:
             },
         )
         connection: AbstractConnection = pool.make_connection()  # type: ignore[no-untyped-call]
-        await connection.connect()  # type: ignore[no-untyped-call]
+        try:
+            # Bounded: a frozen host accepts the TCP connection but never answers the handshake.
+            await asyncio.wait_for(connection.connect(), HEALTH_CHECK_INTERVAL)  # type: ignore[no-untyped-call]
+        except asyncio.TimeoutError:
+            with contextlib.suppress(*Errors):
+                await connection.disconnect()
+            raise TimeoutError(f"Redis did not answer for {HEALTH_CHECK_INTERVAL:.1f} s") from None
         self.connected = True
         self.last_heard = self.loop.time()
         if self.lost_since is not None:
@@ -359,6 +366,7 @@ class Subscriber:
         """Send what changes the subscriptions, and PINGs when Redis has been quiet, while the
         reader hands on what arrives; returns (or raises) when the connection is lost."""
         reader = self.loop.create_task(self.read(connection))
+        health = HealthCheck(self)
         try:
             while True:
                 await self.update(connection)
@@ -369,17 +377,14 @@ class Subscriber:
                 changed = self.loop.create_task(self.changed.wait())
                 done, _ = await asyncio.wait(
                     {reader, changed},
-                    timeout=HEALTH_CHECK_INTERVAL,
+                    timeout=max(health.next_check() - self.loop.time(), 0.0),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 changed.cancel()
                 if reader in done:
                     reader.result()
                     return
-                quiet = self.loop.time() - self.last_heard
-                if quiet > 2 * HEALTH_CHECK_INTERVAL:
-                    raise TimeoutError(f"no answer from Redis for {quiet:.0f} s")
-                if quiet > HEALTH_CHECK_INTERVAL:
+                if health.ping_due():
                     await connection.send_command("PING")
         finally:
             reader.cancel()
@@ -483,3 +488,43 @@ class Subscriber:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, *Errors):
                 await self.task
+
+
+class HealthCheck:
+    """When the subscribing connection sends a PING, and when it gives up on the answer.
+
+    Redis is quiet on a connection that only listens while nobody broadcasts. After
+    HEALTH_CHECK_INTERVAL without a word from it, a PING goes out; any reply, or any message,
+    heard after that PING proves the connection alive. Only a PING that stayed unanswered for
+    HEALTH_CHECK_INTERVAL makes it dead, so an idle but healthy connection is never dropped,
+    however late the timer that checks it wakes.
+    """
+
+    def __init__(self, subscriber: Subscriber) -> None:
+        self.subscriber = subscriber
+        self.ping_sent: float | None = None
+
+    def unanswered_ping(self) -> float | None:
+        """When the PING that nothing was heard after was sent, if there is one."""
+        if self.ping_sent is not None and self.subscriber.last_heard < self.ping_sent:
+            return self.ping_sent
+        return None
+
+    def next_check(self) -> float:
+        """The loop time at which ping_due() should next be asked."""
+        since = self.unanswered_ping()
+        return (self.subscriber.last_heard if since is None else since) + HEALTH_CHECK_INTERVAL
+
+    def ping_due(self) -> bool:
+        """Whether to send a PING now; raises TimeoutError when the last one went unanswered
+        for HEALTH_CHECK_INTERVAL."""
+        now = self.subscriber.loop.time()
+        since = self.unanswered_ping()
+        if since is not None:
+            if now - since >= HEALTH_CHECK_INTERVAL:
+                raise TimeoutError(f"Redis did not answer a PING for {now - since:.1f} s")
+            return False
+        if now - self.subscriber.last_heard >= HEALTH_CHECK_INTERVAL:
+            self.ping_sent = now
+            return True
+        return False

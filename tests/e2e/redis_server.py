@@ -83,6 +83,15 @@ class RedisServer:
             self.process.wait(timeout=START_TIMEOUT)
             self.process = None
 
+    def pause(self) -> None:
+        """SIGSTOP, as a frozen host: connections stay open, and nothing answers on them."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
+
     def restart(self) -> None:
         self.kill()
         self.start()
@@ -90,6 +99,7 @@ class RedisServer:
     def stop(self) -> None:
         process, self.process = self.process, None
         if process is not None:
+            process.send_signal(signal.SIGCONT)  # A paused server could not act on SIGTERM.
             stop_process_group(process, lambda: process.send_signal(signal.SIGTERM))
 
     def client(self) -> redis.Redis:
