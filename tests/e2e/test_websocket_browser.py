@@ -2,24 +2,29 @@
 
 Both tabs open /chat/lobby/, whose page talks to the ``@websocket`` view /ws/chat/lobby/; text
 typed into one tab must appear in both, and a message from a ``websockets`` client in the same
-room too. Chromium is driven over the DevTools protocol with test_sse_browser's helpers, runs in
-its own process group and is stopped by it, passed or failed; a missing Chromium fails the test.
+room too. Then the same page across two uvicorn processes with broadcast groups on a throwaway
+redis-server: a tab on each process, and what is typed on one, or announced by a sync view on
+the other, shows on both. Chromium is driven over the DevTools protocol with test_sse_browser's
+helpers, runs in its own process group and is stopped by it, passed or failed; a missing Chromium
+fails the test.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import Any
 
+import httpx
+import pytest
 from websockets.sync.client import connect
 
 from . import test_sse_browser
+from .conftest import RunningServer, ServerEnvironment, start_server
+from .redis_server import start_redis
 from .test_sse_browser import DevTools, DevToolsError, open_page
-
-if TYPE_CHECKING:
-    from .conftest import RunningServer
 
 # The fixture: a headless Chromium per test class, stopped by its process group.
 devtools = test_sse_browser.devtools
@@ -118,3 +123,64 @@ class TestChatInChromiumOnUvicorn:
             assert answer == {"user": "anonymous", "text": "and hello from the tab"}
         # A room of another name, open all along, heard none of it.
         assert read_page(devtools, other)["messages"] == []
+
+
+@pytest.fixture(scope="class")
+def two_processes(server_environment: ServerEnvironment) -> Iterator[list[RunningServer]]:
+    """Two uvicorn processes of example_project, broadcasting through one throwaway Redis."""
+    redis_server = start_redis()
+    environment = dataclasses.replace(
+        server_environment, env={**server_environment.env, "EXAMPLE_REDIS_URL": redis_server.url}
+    )
+    running: list[RunningServer] = []
+    try:
+        for _ in range(2):
+            running.append(start_server("uvicorn", "127.0.0.1", environment))
+        yield running
+    finally:
+        for server in running:
+            server.stop()
+        redis_server.stop()
+
+
+def wait_until_subscribed(servers: list[RunningServer], group: str) -> None:
+    """Wait until each server's Redis connection is subscribed to ``group``."""
+
+    def subscribed(server: RunningServer) -> bool:
+        response = httpx.get(f"{server.base_url}/probe/broadcast/state/", timeout=MESSAGES_TIMEOUT)
+        return group in response.json()["subscribed"]
+
+    deadline = time.monotonic() + MESSAGES_TIMEOUT
+    while not all(subscribed(server) for server in servers):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not every process subscribed to {group!r}")
+        time.sleep(POLL_INTERVAL)
+
+
+class TestChatInChromiumAcrossTwoUvicornProcesses:
+    def test_tabs_on_two_processes_share_the_room(
+        self, two_processes: list[RunningServer], devtools: DevTools
+    ) -> None:
+        a, b = two_processes
+        on_a = open_chat(devtools, f"{a.base_url}/chat/across/")
+        on_b = open_chat(devtools, f"{b.base_url}/chat/across/")
+        # The page says "open" once the socket is accepted; the view joins the room right after,
+        # and B's first join also connects B to Redis. Messages sent before that miss B.
+        wait_until_subscribed(two_processes, "chat-across")
+        type_and_send(devtools, on_a, "typed on process A")
+        typed = "anonymous: typed on process A"
+        for session in (on_b, on_a):
+            wait_for_page(devtools, session, lambda page: typed in page["messages"], repr(typed))
+        # A sync view on B speaks in the room with broadcast_sync: A's tab hears it too.
+        response = httpx.post(
+            f"{b.base_url}/chat/across/announce/",
+            data={"text": "announced on process B"},
+            timeout=MESSAGES_TIMEOUT,
+        )
+        assert response.json() == {"announced": "announced on process B"}
+        announced = "announcer: announced on process B"
+        for session in (on_a, on_b):
+            page = wait_for_page(
+                devtools, session, lambda page: announced in page["messages"], repr(announced)
+            )
+            assert page["messages"] == [typed, announced], page
