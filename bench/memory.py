@@ -66,10 +66,10 @@ def reset_peak(pids: list[int]) -> bool:
     return True
 
 
-async def download_file(port: int) -> str | None:
+async def download_file(port: int, path: str = "/file/", size: int = DOWNLOAD_SIZE) -> str | None:
     reader, writer = await asyncio.open_connection(http11.HOST, port)
     try:
-        writer.write(http11.build_request("GET", "/file/", port, keep_alive=False))
+        writer.write(http11.build_request("GET", path, port, keep_alive=False))
         response = await http11.read_response(reader)
     except (OSError, asyncio.IncompleteReadError, ValueError) as error:
         return f"download: {type(error).__name__}: {error}"
@@ -77,8 +77,8 @@ async def download_file(port: int) -> str | None:
         writer.close()
     if response.status != 200:
         return f"download: status {response.status}"
-    if response.body_size != DOWNLOAD_SIZE:
-        return f"download: got {response.body_size} bytes, expected {DOWNLOAD_SIZE}"
+    if response.body_size != size:
+        return f"download: got {response.body_size} bytes, expected {size}"
     return None
 
 
@@ -135,8 +135,12 @@ async def sample_peak(pids: list[int], stop: asyncio.Event) -> float:
     return peak
 
 
-async def run_scenario(server: RunningServer, scenario: MemoryScenario) -> MemoryResult:
-    await warm_up(server.port)
+async def run_scenario(
+    server: RunningServer,
+    scenario: MemoryScenario,
+    warm: Callable[[int], Awaitable[None]] = warm_up,
+) -> MemoryResult:
+    await warm(server.port)
     await asyncio.sleep(0.5)  # let freed memory settle before reading the baseline
     pids = server.measured_pids()
     was_reset = reset_peak(pids)
@@ -167,5 +171,10 @@ async def run_scenario(server: RunningServer, scenario: MemoryScenario) -> Memor
     )
 
 
-def measure(server: RunningServer, scenario: MemoryScenario) -> MemoryResult:
-    return asyncio.run(run_scenario(server, scenario))
+def measure(
+    server: RunningServer,
+    scenario: MemoryScenario,
+    warm: Callable[[int], Awaitable[None]] = warm_up,
+) -> MemoryResult:
+    """Run one scenario on a fresh server; ``warm`` exercises its code paths first."""
+    return asyncio.run(run_scenario(server, scenario, warm))

@@ -114,3 +114,17 @@ if os.environ.get("BENCH_CHANNEL_LAYER"):
             "CONFIG": {"hosts": [os.environ["BENCH_REDIS_URL"]]},
         },
     }
+
+# bench/static.py: the static files every contender serves. collectstatic copies them from
+# BENCH_STATIC_SOURCE (a STATICFILES_DIRS entry, where Django's ASGIStaticFilesHandler finds them
+# through the staticfiles finders) into BENCH_STATIC_ROOT (which asgi_bridge, ServeStatic and
+# WhiteNoise serve). BENCH_STATIC names the contender whose settings differ: "bridge" turns on
+# asgi_bridge's STATIC_FILES, "whitenoise" adds WhiteNoise's middleware where its docs put it,
+# right after SecurityMiddleware.
+if os.environ.get("BENCH_STATIC_ROOT"):
+    STATIC_ROOT = os.environ["BENCH_STATIC_ROOT"]
+    STATICFILES_DIRS = [os.environ["BENCH_STATIC_SOURCE"]]
+if os.environ.get("BENCH_STATIC") == "bridge":
+    ASGI_BRIDGE["STATIC_FILES"] = True
+elif os.environ.get("BENCH_STATIC") == "whitenoise":
+    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
