@@ -375,7 +375,8 @@ def memory_ratio(ours: float | None, theirs: float | None) -> float | None:
 def render_table(plan: Plan) -> str:
     keys = [contender.key for contender in plan.contenders]
     titles = {contender.key: contender.title for contender in plan.contenders}
-    others = [key for key in keys if key != OURS] if OURS in keys else []
+    # The other asgi_bridge column (on granian) is shown beside, not compared with.
+    others = [key for key in keys if not key.startswith(OURS)] if OURS in keys else []
     header = (
         "scenario",
         "measure",
