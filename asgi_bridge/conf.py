@@ -39,6 +39,12 @@ BROADCAST_BACKENDS = {
     "asgi_bridge.broadcast.RedisBackend": "asgi_bridge.broadcasting.redis.RedisBackend",
 }
 DEFAULT_BROADCAST_PREFIX = "asgi_bridge:"
+# Seconds browsers may keep a static file whose name carries no content hash, as WhiteNoise's
+# default: short, so that a deploy shows within a minute. Hashed names are kept for a year.
+DEFAULT_STATIC_MAX_AGE = 60
+# Ranges one request may ask for; more are answered with the whole file, so that many small or
+# overlapping ranges cannot multiply the work of a request.
+DEFAULT_STATIC_MAX_RANGES = 16
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,16 @@ class BridgeSettings:
     freeze_gc: bool = True
     # Where broadcast groups live (asgi_bridge.broadcasting).
     broadcast: BroadcastSettings = field(default_factory=BroadcastSettings)
+    # Whether STATIC_URL is served from STATIC_ROOT, and MEDIA_URL from MEDIA_ROOT, before the
+    # middleware chain (asgi_bridge.static).
+    static_files: bool = False
+    media_files: bool = False
+    # Cache-Control max-age of static files whose names carry no hash; None sends none.
+    static_max_age: int | None = DEFAULT_STATIC_MAX_AGE
+    # The most ranges a request may ask for before it gets the whole file instead.
+    static_max_ranges: int = DEFAULT_STATIC_MAX_RANGES
+    # Whether a symbolic link may lead outside STATIC_ROOT or MEDIA_ROOT (collectstatic --link).
+    static_follow_symlinks: bool = False
 
 
 def _optional_positive_int(key: str, value: Any) -> int | None:
@@ -219,6 +235,17 @@ def _broadcast(key: str, value: Any) -> BroadcastSettings:
     return BroadcastSettings(backend, location, dict(options), prefix, channel_layer)
 
 
+def _optional_seconds_count(key: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ImproperlyConfigured(
+            f"{SETTING_NAME}[{key!r}] must be a whole number of seconds (0 or more) or None, "
+            f"not {value!r}."
+        )
+    return value
+
+
 def _bool(key: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ImproperlyConfigured(f"{SETTING_NAME}[{key!r}] must be True or False, not {value!r}.")
@@ -250,6 +277,11 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "RUNSERVER_SERVER": ("runserver_server", _runserver_server),
     "FREEZE_GC": ("freeze_gc", _bool),
     "BROADCAST": ("broadcast", _broadcast),
+    "STATIC_FILES": ("static_files", _bool),
+    "MEDIA_FILES": ("media_files", _bool),
+    "STATIC_MAX_AGE": ("static_max_age", _optional_seconds_count),
+    "STATIC_MAX_RANGES": ("static_max_ranges", _positive_int),
+    "STATIC_FOLLOW_SYMLINKS": ("static_follow_symlinks", _bool),
 }
 
 

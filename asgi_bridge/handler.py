@@ -41,6 +41,7 @@ from .sending import (
     send_sync_stream,
     start_message,
 )
+from .static import FileServers, file_servers
 from .threads import (
     RequestThreadPool,
     caller_thread_executor,
@@ -191,6 +192,7 @@ class ASGIHandler(django_asgi.ASGIHandler):
     request_class = ASGIRequest
     # Set by __init__; subclasses that skip it (ASGIStaticFilesHandler) use the async chain.
     sync_handler: SyncChainHandler | None = None
+    file_servers: FileServers | None = None
     # Size to chunk response bodies into for multiple response messages.
     chunk_size = 2**16
 
@@ -199,6 +201,8 @@ class ASGIHandler(django_asgi.ASGIHandler):
         config = bridge_settings()
         if config.metrics_log_interval is not None:
             metrics.log_metrics_every(config.metrics_log_interval)
+        # Static and media files, served before anything else when ASGI_BRIDGE asks for them.
+        self.file_servers = file_servers(config)
         self.sync_handler = self.load_sync_chain()
         if self.sync_handler is None:
             # Django's async chain. Not built beside the sync chain, which would instantiate
@@ -242,7 +246,10 @@ class ASGIHandler(django_asgi.ASGIHandler):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind != "http":
+        if kind == "http" and self.file_servers is not None:
+            if await self.file_servers(scope, receive, send):
+                return
+        elif kind != "http":
             if kind == "lifespan":
                 await self.lifespan.serve(scope, receive, send)
                 return
