@@ -13,7 +13,6 @@ import os
 # Chosen before anything below can touch django.conf.settings.
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example_project.settings")
 
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 HANDLER = os.environ.get("EXAMPLE_HANDLER", "asgi_bridge")
@@ -27,9 +26,3 @@ else:
     )
 
 application = get_asgi_application()
-
-if settings.DEBUG:
-    # The demo has no separate static file server, so let staticfiles serve /static/ in DEBUG.
-    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
-
-    application = ASGIStaticFilesHandler(application)

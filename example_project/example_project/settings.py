@@ -10,6 +10,8 @@ Environment variables:
   it to count the connections each ASGI handler opens.
 - ``EXAMPLE_CONN_MAX_AGE`` sets the database's ``CONN_MAX_AGE`` (seconds).
 - ``EXAMPLE_THREADS`` sets ``ASGI_BRIDGE["THREADS"]``, the size of asgi_bridge's thread pool.
+- ``EXAMPLE_STATIC_ROOT`` moves STATIC_ROOT, which asgi_bridge serves (end-to-end tests collect
+  the static files into a temporary one).
 - ``EXAMPLE_REDIS_URL`` puts broadcast groups on Redis (``ASGI_BRIDGE["BROADCAST"]``), so that
   the chat room works across server processes.
 - ``EXAMPLE_THREAD_WAIT_TIMEOUT`` sets ``ASGI_BRIDGE["THREAD_WAIT_TIMEOUT"]``: how long a request
@@ -108,7 +110,9 @@ USE_TZ = True
 TEST_RUNNER = "example_project.test_runner.ExampleProjectTestRunner"
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
+# Filled by `manage.py collectstatic` (scripts/demo runs it), and served by asgi_bridge itself
+# (ASGI_BRIDGE["STATIC_FILES"] below).
+STATIC_ROOT = Path(os.environ.get("EXAMPLE_STATIC_ROOT", BASE_DIR / "var" / "static"))
 
 BIG_FILE_PATH = Path(os.environ.get("EXAMPLE_BIG_FILE", BASE_DIR / "var" / "big.bin"))
 
@@ -131,6 +135,8 @@ LOGGING = {
 ASGI_BRIDGE: dict[str, object] = {
     # Entered at ASGI lifespan startup; what it yields is every request's request.state.
     "LIFESPAN": ["demo.lifespan.process_record"],
+    # STATIC_URL from STATIC_ROOT, ahead of the middleware: no separate file server needed.
+    "STATIC_FILES": True,
 }
 if os.environ.get("EXAMPLE_MAX_REQUEST_BODY_SIZE"):
     ASGI_BRIDGE["MAX_REQUEST_BODY_SIZE"] = int(os.environ["EXAMPLE_MAX_REQUEST_BODY_SIZE"])

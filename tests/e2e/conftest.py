@@ -252,6 +252,7 @@ def build_server_env(database: Path, big_file: Path) -> dict[str, str]:
         DJANGO_DEBUG="0",
         EXAMPLE_DB_PATH=str(database),
         EXAMPLE_BIG_FILE=str(big_file),
+        EXAMPLE_STATIC_ROOT=str(database.parent / "static"),
         EXAMPLE_MAX_REQUEST_BODY_SIZE=str(MAX_REQUEST_BODY_SIZE),
         EXAMPLE_BODY_RECEIVE_TIMEOUT=str(BODY_RECEIVE_TIMEOUT),
         PYTHONUNBUFFERED="1",
@@ -260,21 +261,23 @@ def build_server_env(database: Path, big_file: Path) -> dict[str, str]:
 
 
 def migrate(environment: ServerEnvironment) -> None:
-    """Create example_project's schema and seed data in the session's database."""
-    result = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput"],
-        cwd=environment.cwd,
-        env=environment.env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if result.returncode != 0:
-        pytest.fail(
-            f"manage.py migrate failed with code {result.returncode}:\n"
-            f"{result.stdout[-LOG_TAIL_CHARS:]}\n{result.stderr[-LOG_TAIL_CHARS:]}"
+    """Create example_project's schema and seed data in the session's database, and collect
+    its static files into the session's STATIC_ROOT, as a deployment does."""
+    for command in (["migrate", "--noinput"], ["collectstatic", "--noinput"]):
+        result = subprocess.run(
+            [sys.executable, "manage.py", *command],
+            cwd=environment.cwd,
+            env=environment.env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
+        if result.returncode != 0:
+            pytest.fail(
+                f"manage.py {command[0]} failed with code {result.returncode}:\n"
+                f"{result.stdout[-LOG_TAIL_CHARS:]}\n{result.stderr[-LOG_TAIL_CHARS:]}"
+            )
 
 
 @dataclass(frozen=True)
