@@ -202,21 +202,43 @@ def test_ipv6_address(runserver: StartRunserver) -> None:
     ("debug", "arguments", "status"),
     [
         pytest.param(True, (), 200, id="DEBUG"),
-        # example_project's asgi.py serves static files itself in DEBUG only: these are runserver's.
+        # example_project serves a collected STATIC_ROOT itself (ASGI_BRIDGE["STATIC_FILES"]);
+        # here its STATIC_ROOT is empty, so what is served is runserver's, from the finders.
         pytest.param(False, ("--insecure", "--noreload"), 200, id="insecure"),
         pytest.param(False, ("--insecure", "--nostatic", "--noreload"), 404, id="nostatic"),
         pytest.param(False, ("--noreload",), 404, id="not-DEBUG"),
     ],
 )
 def test_static_files(
-    runserver: StartRunserver, debug: bool, arguments: tuple[str, ...], status: int
+    runserver: StartRunserver,
+    tmp_path: Path,
+    debug: bool,
+    arguments: tuple[str, ...],
+    status: int,
 ) -> None:
-    server = runserver(*arguments, debug=debug)
+    server = runserver(*arguments, debug=debug, env={"EXAMPLE_STATIC_ROOT": str(tmp_path)})
 
     response = httpx.get(f"{server.base_url}{STATIC_URL}", timeout=10.0)
     assert response.status_code == status, server.describe()
     if status == 200:
         assert response.content == STATIC_FILE.read_bytes()
+        # Served by asgi_bridge.static from the finders: validators, and no caching.
+        assert response.headers["Cache-Control"] == "no-cache"
+        assert response.headers["Accept-Ranges"] == "bytes"
+        ranged = httpx.get(
+            f"{server.base_url}{STATIC_URL}", headers={"Range": "bytes=0-4"}, timeout=10.0
+        )
+        assert (ranged.status_code, ranged.content) == (206, STATIC_FILE.read_bytes()[:5])
+
+
+def test_a_collected_static_root_is_served_without_debug(runserver: StartRunserver) -> None:
+    """The production path: STATIC_ROOT collected, DEBUG off, asgi_bridge's STATIC_FILES."""
+    server = runserver("--noreload")
+
+    response = httpx.get(f"{server.base_url}{STATIC_URL}", timeout=10.0)
+    assert response.status_code == 200, server.describe()
+    assert response.content == STATIC_FILE.read_bytes()
+    assert response.headers["Cache-Control"] == "public, max-age=60"
 
 
 def test_noasgi_runs_djangos_wsgi_server(runserver: StartRunserver) -> None:

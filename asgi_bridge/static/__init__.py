@@ -21,17 +21,18 @@ A path that names no file is left to Django, which answers it with the project's
 
 from __future__ import annotations
 
+import os
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from ..conf import SETTING_NAME, BridgeSettings
-from ..types import Receive, Scope, Send
-from .files import Locate, directory_locator
+from ..conf import SETTING_NAME, BridgeSettings, bridge_settings
+from ..types import ASGIApp, Receive, Scope, Send
+from .files import directory_locator
 from .responses import StaticFiles
 
-__all__ = ["FileServers", "StaticFiles", "file_servers"]
+__all__ = ["DevelopmentStaticFiles", "FileServers", "StaticFiles", "file_servers"]
 
 # Cache-Control of a file whose name carries its content's hash: it never changes.
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -78,17 +79,15 @@ def hashed_names() -> frozenset[str]:
     return frozenset(storage.hashed_files.values())
 
 
-def static_files(config: BridgeSettings, locate: Locate | None = None) -> StaticFiles:
-    """The StaticFiles for STATIC_URL: from STATIC_ROOT, or through ``locate`` (runserver's
-    finders) when given."""
+def static_files(config: BridgeSettings) -> StaticFiles:
+    """The StaticFiles for STATIC_URL, from STATIC_ROOT."""
     prefix = url_prefix("STATIC_URL", settings.STATIC_URL)
-    if locate is None:
-        if not settings.STATIC_ROOT:
-            raise ImproperlyConfigured(
-                f"{SETTING_NAME}['STATIC_FILES'] serves STATIC_ROOT, which is not set: set it "
-                "and run manage.py collectstatic."
-            )
-        locate = directory_locator(str(settings.STATIC_ROOT), config.static_follow_symlinks)
+    if not settings.STATIC_ROOT:
+        raise ImproperlyConfigured(
+            f"{SETTING_NAME}['STATIC_FILES'] serves STATIC_ROOT, which is not set: set it and "
+            "run manage.py collectstatic."
+        )
+    locate = directory_locator(str(settings.STATIC_ROOT), config.static_follow_symlinks)
     hashed = hashed_names()
     others = None if config.static_max_age is None else f"public, max-age={config.static_max_age}"
 
@@ -102,6 +101,37 @@ def static_files(config: BridgeSettings, locate: Locate | None = None) -> Static
         max_ranges=config.static_max_ranges,
         nosniff=settings.SECURE_CONTENT_TYPE_NOSNIFF,
     )
+
+
+def found_file(name: str) -> str | None:
+    """Where the staticfiles finders find ``name`` (the apps' static/ folders and
+    STATICFILES_DIRS), as runserver looks for static files in development."""
+    from django.contrib.staticfiles import finders
+
+    path = finders.find(name)
+    return os.path.realpath(path) if isinstance(path, str) else None
+
+
+class DevelopmentStaticFiles:
+    """An ASGI application that serves STATIC_URL through the staticfiles finders, then hands
+    everything else to ``application``: what ``runserver`` serves in DEBUG, in place of
+    Django's ASGIStaticFilesHandler, with the same ranges and validators as in production.
+    Responses say ``Cache-Control: no-cache``, so that an edited file shows at once."""
+
+    def __init__(self, application: ASGIApp) -> None:
+        self.application = application
+        self.files = StaticFiles(
+            url_prefix("STATIC_URL", settings.STATIC_URL),
+            found_file,
+            cache_control=lambda name: "no-cache",
+            max_ranges=bridge_settings().static_max_ranges,
+            nosniff=settings.SECURE_CONTENT_TYPE_NOSNIFF,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and await self.files(scope, receive, send):
+            return
+        await self.application(scope, receive, send)
 
 
 def media_files(config: BridgeSettings) -> StaticFiles:

@@ -3,7 +3,8 @@
 All but the serving is Django's: the arguments, the autoreloader's file watching, the system checks
 and the migration warning. The server is ``ASGI_BRIDGE["RUNSERVER_SERVER"]`` (uvicorn by default),
 run in the process by asgi_bridge.devserver; ``--noasgi`` runs Django's own WSGI server instead.
-Static files are served in DEBUG, as by staticfiles' runserver, which this command replaces when
+Static files are served in DEBUG through the staticfiles finders, as by staticfiles' runserver
+(with asgi_bridge.static's ranges and validators), which this command replaces when
 "asgi_bridge" comes first in INSTALLED_APPS (check asgi_bridge.W001 says when it does not).
 """
 
@@ -17,12 +18,11 @@ import socket
 import sys
 import threading
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from django.apps import apps
 from django.conf import settings
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler, StaticFilesHandler
-from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.management.base import CommandError, CommandParser
 from django.core.management.commands.runserver import Command as RunserverCommand
@@ -32,6 +32,7 @@ from django.utils.version import get_docs_version
 
 import asgi_bridge
 from asgi_bridge import devserver
+from asgi_bridge.static import DevelopmentStaticFiles
 from asgi_bridge.types import ASGIApp
 
 STATICFILES_APP = "django.contrib.staticfiles"
@@ -153,12 +154,13 @@ class Command(RunserverCommand):
         )
 
     def with_static_files(self, application: ASGIApp, options: dict[str, Any]) -> ASGIApp:
-        """``application``, wrapped to serve static files if it should and does not already."""
-        # The project's asgi.py may wrap it already, as example_project's does in DEBUG.
-        if not self.serves_static_files(options) or isinstance(application, ASGIStaticFilesHandler):
+        """``application``, wrapped to serve static files through the finders if it should and
+        does not already (a project's asgi.py may wrap it in ASGIStaticFilesHandler)."""
+        if not self.serves_static_files(options) or isinstance(
+            application, (ASGIStaticFilesHandler, DevelopmentStaticFiles)
+        ):
             return application
-        # ASGIStaticFilesHandler wraps any ASGI application, whatever its annotation says.
-        return cast(ASGIApp, ASGIStaticFilesHandler(cast(DjangoASGIHandler, application)))
+        return DevelopmentStaticFiles(application)
 
     def bind_or_exit(self) -> socket.socket:
         """The listening socket; on failure, the reason on stderr and exit code 1."""
