@@ -118,6 +118,16 @@ class PathsendTests(RawStaticTestCase):
         self.assertEqual([m["type"] for m in head], ["http.response.start", "http.response.body"])
         self.assertEqual(body_of(head), b"")
 
+    async def test_the_test_client_offers_pathsend_on_request(self) -> None:
+        from asgi_bridge.testing import ASGIClient
+
+        response = await ASGIClient(self.app, pathsend=True).get("/static/big.bin")
+        self.assertEqual(response.pathsent, str((self.root / "big.bin").resolve()))
+        self.assertEqual(response.content, BIG)
+        plain = await ASGIClient(self.app).get("/static/big.bin")
+        self.assertIsNone(plain.pathsent)
+        self.assertEqual(plain.content, BIG)
+
     async def test_without_pathsend_the_file_goes_in_pieces(self) -> None:
         messages = await self.call("/static/big.bin")
         bodies = [m for m in messages if m["type"] == "http.response.body"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
@@ -57,6 +58,8 @@ HTTP_ASGI = {"version": "3.0", "spec_version": "2.4"}
 LIFESPAN_ASGI = {"version": "3.0", "spec_version": "2.0"}
 # Unread response bytes a server would buffer before send() waits for the client to read.
 UNREAD_BYTES_LIMIT = 2**16
+# The extension by which a server sends a file by its path (granian offers it).
+PATHSEND = "http.response.pathsend"
 # quote() keeps these too: what a URL allows unescaped, and "%" so that existing escapes survive.
 PATH_SAFE = "/%:@!$&'()*+,;=~"
 QUERY_SAFE = PATH_SAFE + "?"
@@ -252,6 +255,8 @@ class HTTPExchange:
         self.raw_headers: list[tuple[bytes, bytes]] = []
         self.started = False
         self.chunks: list[bytes] = []
+        # The path the application sent by http.response.pathsend, if it did.
+        self.pathsent: str | None = None
         self.read_count = 0
         self._unread_bytes = 0
         self.complete = False
@@ -327,9 +332,24 @@ class HTTPExchange:
             self.fail(f"{kind!r} was sent after the response was complete.")
         elif kind == "http.response.body":
             await self.accept_body(message)
+        elif kind == PATHSEND and PATHSEND in self.scope.get("extensions", {}):
+            self.accept_pathsend(message)
         else:
             self.fail(f"Expected 'http.response.body', got {kind!r}.")
         self._progress.set()
+
+    def accept_pathsend(self, message: Message) -> None:
+        """The file at ``path`` is the body, as a server offering pathsend sends it."""
+        path = message.get("path")
+        if not isinstance(path, str) or not os.path.isabs(path):
+            self.fail(f"{PATHSEND!r} needs an absolute path, got {path!r}.")
+        with open(path, "rb") as file:
+            content = file.read()
+        self.chunks.append(content)
+        self._unread_bytes += len(content)
+        self.pathsent = path
+        self.complete = True
+        self._connection_over.set()
 
     def accept_start(self, message: Message) -> None:
         kind = message.get("type")
@@ -445,6 +465,11 @@ class ClientResponse:
     def app_ended(self) -> bool:
         """Whether the application has returned (or raised)."""
         return self._exchange.app_ended
+
+    @property
+    def pathsent(self) -> str | None:
+        """The path of the file the application sent by ``http.response.pathsend``, if any."""
+        return self._exchange.pathsent
 
     @property
     def content(self) -> bytes:
@@ -640,6 +665,8 @@ class ASGIClient(ClientMixin):
     ``alogin(...)``, ``logout()``/``alogout()``, and ``session``/``asession()``.
 
     ``app`` defaults to asgi_bridge's handler for the project, built at the first request.
+    ``pathsend=True`` offers the ``http.response.pathsend`` extension, as granian does: a file
+    sent by path is read as the body, and ``response.pathsent`` is its path.
     Every wait for the application gives up after ``timeout`` seconds (None: never) with
     ApplicationTimeout. The client holds no event-loop state between requests, so each call may
     run in its own loop (``async_to_sync``), except requests inside ``lifespan()``.
@@ -655,8 +682,10 @@ class ASGIClient(ClientMixin):
         client: tuple[str, int] = CLIENT_ADDRESS,
         timeout: float | None = DEFAULT_TIMEOUT,
         json_encoder: type[json.JSONEncoder] = DjangoJSONEncoder,
+        pathsend: bool = False,
     ) -> None:
         self._app = app
+        self.pathsend = pathsend
         self.raise_server_exceptions = raise_server_exceptions
         self.headers = header_pairs(headers or {})
         self.root_path = root_path
@@ -934,6 +963,8 @@ class ASGIClient(ClientMixin):
             "client": self.client,
             "server": (SERVER_NAME, 443 if secure else 80),
         }
+        if self.pathsend:
+            scope["extensions"] = {PATHSEND: {}}
         if self._lifespan_state is not None:
             # A copy per request, as servers give: what one request stores stays its own.
             scope["state"] = dict(self._lifespan_state)
