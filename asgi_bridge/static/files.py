@@ -225,17 +225,21 @@ class FileIndex:
         return path
 
     async def open(self, entry: FileEntry, coding: str | None) -> OpenedFile:
-        """The representation of ``entry`` in ``coding`` (None: the file itself), opened.
+        """The representation of ``entry`` in ``coding`` (None: the file itself), opened;
+        ``entry`` is one find() has just checked against the file on disk.
 
         Raises OSError when it is gone or not a regular file any more."""
         path = entry.path if coding is None else entry.variants[coding][0]
         remembered = self.memory.get(path)
         if remembered is not None:
             representation, content = remembered
-            try:
-                current = file_key(os.stat(path))
-            except OSError:
-                current = None
+            if coding is None:
+                current: FileKey | None = entry.key  # find() has just checked it.
+            else:
+                try:
+                    current = file_key(os.stat(path))
+                except OSError:
+                    current = None
             if current == representation.key:
                 self.memory.move_to_end(path)
                 return OpenedFile(representation, content, None)
