@@ -11,7 +11,12 @@ class AsgiBridgeConfig(AppConfig):
     verbose_name = "asgi_bridge"
 
     def ready(self) -> None:
-        from .checks import check_middleware_runs_in_halves, check_runserver_not_shadowed
+        from .checks import (
+            check_middleware_runs_in_halves,
+            check_runserver_not_shadowed,
+            check_settings,
+        )
 
+        checks.register(check_settings)
         checks.register(check_runserver_not_shadowed)
         checks.register(check_middleware_runs_in_halves)
