@@ -380,3 +380,50 @@ def test_plugin_is_registered_and_imports_no_django() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+@override_settings(ROOT_URLCONF="tests.testing_urls")
+class FollowTests(ClientTestCase):
+    async def test_redirects_are_followed_as_a_get(self) -> None:
+        for status in (301, 302, 303):
+            with self.subTest(status):
+                response = await self.client_.post(
+                    f"/redirect/{status}/?to=/echo/%3Fq%3D1", {"a": "b"}, follow=True
+                )
+                self.assertEqual(response.status_code, 200)
+                self.assertEqual(response.json()["method"], "GET")
+                self.assertEqual(response.json()["query"], {"q": ["1"]})
+                self.assertEqual(response.redirect_chain, [("/echo/?q=1", status)])
+
+    async def test_307_and_308_keep_the_method_and_body(self) -> None:
+        for status in (307, 308):
+            with self.subTest(status):
+                response = await self.client_.post(f"/redirect/{status}/", {"a": "b"}, follow=True)
+                seen = response.json()
+                self.assertEqual(seen["method"], "POST")
+                self.assertEqual(seen["content_type"], "multipart/form-data")
+
+    async def test_a_chain_of_redirects_relative_and_absolute(self) -> None:
+        response = await self.client_.get(
+            "/redirect/302/?to=http://testserver/redirect/301/", follow=True
+        )
+        self.assertEqual(
+            response.redirect_chain,
+            [("http://testserver/redirect/301/", 302), ("/echo/", 301)],
+        )
+        self.assertEqual(response.json()["path"], "/echo/")
+
+    async def test_without_follow_the_redirect_is_the_response(self) -> None:
+        response = await self.client_.get("/redirect/302/")
+        self.assertEqual((response.status_code, response.redirect_chain), (302, []))
+        self.assertEqual(response.headers["Location"], "/echo/")
+
+    async def test_a_redirect_loop_raises(self) -> None:
+        from django.test.client import RedirectCycleError
+
+        with self.assertRaisesMessage(RedirectCycleError, "Redirect loop detected."):
+            await self.client_.get("/redirect/loop/", follow=True)
+
+    async def test_a_redirect_to_https_is_followed_securely(self) -> None:
+        response = await self.client_.get("/redirect/302/?to=https://testserver/echo/", follow=True)
+        self.assertTrue(response.json()["secure"])

@@ -97,7 +97,23 @@ def failing(request: HttpRequest) -> HttpResponse:
     raise ValueError("the view failed")
 
 
+@csrf_exempt
+def redirect_to(request: HttpRequest, status: int) -> HttpResponse:
+    """Redirects with ``status`` to ?to= (default: echo/), relative or absolute."""
+    response = HttpResponse(status=status)
+    response["Location"] = request.GET.get("to", "/echo/")
+    return response
+
+
+def redirect_to_itself(request: HttpRequest) -> HttpResponse:
+    response = HttpResponse(status=302)
+    response["Location"] = request.path
+    return response
+
+
 urlpatterns = [
+    path("redirect/<int:status>/", redirect_to),
+    path("redirect/loop/", redirect_to_itself),
     path("echo/", echo),
     path("form/", form),
     path("json/", json_body),

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, It
 from contextlib import asynccontextmanager, contextmanager, suppress
 from http.cookies import Morsel, SimpleCookie
 from typing import TYPE_CHECKING, Any, NoReturn
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urljoin, urlsplit
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
@@ -29,6 +29,7 @@ from django.test.client import (
     JSON_CONTENT_TYPE_RE,
     MULTIPART_CONTENT,
     ClientMixin,
+    RedirectCycleError,
     encode_multipart,
 )
 from django.utils.encoding import force_bytes
@@ -60,6 +61,9 @@ LIFESPAN_ASGI = {"version": "3.0", "spec_version": "2.0"}
 UNREAD_BYTES_LIMIT = 2**16
 # The extension by which a server sends a file by its path (granian offers it).
 PATHSEND = "http.response.pathsend"
+# Statuses follow=True follows, and how many redirects in a row it follows, as in Django.
+REDIRECT_STATUSES = frozenset((301, 302, 303, 307, 308))
+MAX_REDIRECTS = 20
 # quote() keeps these too: what a URL allows unescaped, and "%" so that existing escapes survive.
 PATH_SAFE = "/%:@!$&'()*+,;=~"
 QUERY_SAFE = PATH_SAFE + "?"
@@ -455,6 +459,8 @@ class ClientResponse:
         self._raise_server_exceptions = raise_server_exceptions
         self.scope = exchange.scope
         self.status_code = exchange.status
+        # (url, status) of each redirect followed to get here, with follow=True.
+        self.redirect_chain: list[tuple[str, int]] = []
         self.headers = Headers(exchange.raw_headers)
         self.cookies = cookies_from(self.headers)
 
@@ -710,10 +716,19 @@ class ASGIClient(ClientMixin):
         headers: RequestHeaders | None = None,
         query_params: QueryParams | None = None,
         stream: bool = False,
+        follow: bool = False,
     ) -> ClientResponse:
         query_params = query_params_for(data, query_params)
         return await self.request(
-            "GET", path, b"", "", secure, headers=headers, query_params=query_params, stream=stream
+            "GET",
+            path,
+            b"",
+            "",
+            secure,
+            headers=headers,
+            query_params=query_params,
+            stream=stream,
+            follow=follow,
         )
 
     async def head(
@@ -725,10 +740,19 @@ class ASGIClient(ClientMixin):
         headers: RequestHeaders | None = None,
         query_params: QueryParams | None = None,
         stream: bool = False,
+        follow: bool = False,
     ) -> ClientResponse:
         query_params = query_params_for(data, query_params)
         return await self.request(
-            "HEAD", path, b"", "", secure, headers=headers, query_params=query_params, stream=stream
+            "HEAD",
+            path,
+            b"",
+            "",
+            secure,
+            headers=headers,
+            query_params=query_params,
+            stream=stream,
+            follow=follow,
         )
 
     async def post(
@@ -741,6 +765,7 @@ class ASGIClient(ClientMixin):
         headers: RequestHeaders | None = None,
         query_params: QueryParams | None = None,
         stream: bool = False,
+        follow: bool = False,
     ) -> ClientResponse:
         # As in Django, no data is an empty form.
         data = {} if data is None else data
@@ -753,6 +778,7 @@ class ASGIClient(ClientMixin):
             headers=headers,
             query_params=query_params,
             stream=stream,
+            follow=follow,
         )
 
     async def put(
@@ -765,6 +791,7 @@ class ASGIClient(ClientMixin):
         headers: RequestHeaders | None = None,
         query_params: QueryParams | None = None,
         stream: bool = False,
+        follow: bool = False,
     ) -> ClientResponse:
         return await self.request(
             "PUT",
@@ -775,6 +802,7 @@ class ASGIClient(ClientMixin):
             headers=headers,
             query_params=query_params,
             stream=stream,
+            follow=follow,
         )
 
     async def patch(
@@ -787,6 +815,7 @@ class ASGIClient(ClientMixin):
         headers: RequestHeaders | None = None,
         query_params: QueryParams | None = None,
         stream: bool = False,
+        follow: bool = False,
     ) -> ClientResponse:
         return await self.request(
             "PATCH",
@@ -797,6 +826,7 @@ class ASGIClient(ClientMixin):
             headers=headers,
             query_params=query_params,
             stream=stream,
+            follow=follow,
         )
 
     async def delete(
@@ -809,6 +839,7 @@ class ASGIClient(ClientMixin):
         headers: RequestHeaders | None = None,
         query_params: QueryParams | None = None,
         stream: bool = False,
+        follow: bool = False,
     ) -> ClientResponse:
         return await self.request(
             "DELETE",
@@ -819,6 +850,7 @@ class ASGIClient(ClientMixin):
             headers=headers,
             query_params=query_params,
             stream=stream,
+            follow=follow,
         )
 
     async def options(
@@ -831,6 +863,7 @@ class ASGIClient(ClientMixin):
         headers: RequestHeaders | None = None,
         query_params: QueryParams | None = None,
         stream: bool = False,
+        follow: bool = False,
     ) -> ClientResponse:
         return await self.request(
             "OPTIONS",
@@ -841,6 +874,7 @@ class ASGIClient(ClientMixin):
             headers=headers,
             query_params=query_params,
             stream=stream,
+            follow=follow,
         )
 
     async def request(
@@ -854,6 +888,7 @@ class ASGIClient(ClientMixin):
         headers: RequestHeaders | None = None,
         query_params: QueryParams | None = None,
         stream: bool = False,
+        follow: bool = False,
     ) -> ClientResponse:
         """Send a request; return the response once its body is read, or once it has started
         (``stream=True``).
@@ -861,7 +896,74 @@ class ASGIClient(ClientMixin):
         ``data`` is encoded as Django's test client does (a dict as a multipart form for
         ``MULTIPART_CONTENT``, as JSON for a JSON ``content_type``); an async iterable of bytes
         is sent as it yields, one ``http.request`` message per part.
+
+        ``follow=True`` follows redirects as Django's test client does (301, 302 and 303 as a
+        GET; 307 and 308 with the same method and body): the response is the last one, and its
+        ``redirect_chain`` lists each ``(url, status)`` on the way. A redirect back to a URL
+        already visited, or more than MAX_REDIRECTS, raises Django's RedirectCycleError.
         """
+        response = await self.send_request(
+            method, path, data, content_type, secure, headers, query_params, stream
+        )
+        response.redirect_chain = []
+        while follow and response.status_code in REDIRECT_STATUSES:
+            location = response.headers.get("Location")
+            if location is None:
+                break
+            response = await self.follow_redirect(
+                response, location, method, data, content_type, headers, stream
+            )
+        return response
+
+    async def follow_redirect(
+        self,
+        response: ClientResponse,
+        location: str,
+        method: str,
+        data: Any,
+        content_type: str,
+        headers: RequestHeaders | None,
+        stream: bool,
+    ) -> ClientResponse:
+        """The response to the redirect ``response`` makes, with the chain so far."""
+        chain = response.redirect_chain
+        # As in Django's client: the Location as sent, resolved against the request's path.
+        chain.append((location, response.status_code))
+        url = urljoin(response.scope["path"], location)
+        if chain.count(chain[-1]) > 1:
+            # Django's error keeps whatever response object its client had.
+            raise RedirectCycleError("Redirect loop detected.", last_response=response)  # type: ignore[arg-type]
+        if len(chain) > MAX_REDIRECTS:
+            raise RedirectCycleError("Too many redirects.", last_response=response)  # type: ignore[arg-type]
+        parts = urlsplit(url)
+        path = parts.path or "/"
+        query_params = dict(parse_qsl(parts.query, keep_blank_values=True)) or None
+        if response.status_code not in (307, 308):
+            method, data, content_type = "GET", b"", ""
+        following = await self.send_request(
+            method,
+            path,
+            data,
+            content_type,
+            parts.scheme == "https" if parts.scheme else response.scope["scheme"] == "https",
+            headers,
+            query_params,
+            stream,
+        )
+        following.redirect_chain = chain
+        return following
+
+    async def send_request(
+        self,
+        method: str,
+        path: str,
+        data: Any,
+        content_type: str,
+        secure: bool,
+        headers: RequestHeaders | None,
+        query_params: QueryParams | None,
+        stream: bool,
+    ) -> ClientResponse:
         if isinstance(data, AsyncIterable):
             body: bytes | AsyncIterable[bytes] = data
         else:
