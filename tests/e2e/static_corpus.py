@@ -64,7 +64,7 @@ class StaticTree:
 
     root: Path
     outside: Path
-    # Name under STATIC_ROOT to content, for every regular file served.
+    # Name under STATIC_ROOT to content, for every file served.
     files: dict[str, bytes] = field(repr=False)
 
     def url(self, name: str) -> str:
@@ -89,10 +89,12 @@ def write_static_tree(static_root: Path) -> StaticTree:
         "crowd.bin": seeded_bytes(CROWD_SIZE, 21),
         NFD_NAME: NFD_TXT,
     }
+    # What a client gets for each name; inside.css is a link to page.css.
+    served = {**files, "inside.css": PAGE_CSS}
     tree = StaticTree(
         static_root,
         outside,
-        {f"{SUBDIRECTORY}/{name}": content for name, content in files.items()},
+        {f"{SUBDIRECTORY}/{name}": content for name, content in served.items()},
     )
     marker = directory / ".written"
     if marker.exists():
