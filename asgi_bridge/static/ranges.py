@@ -48,9 +48,9 @@ def parse_range(value: str, size: int, max_ranges: int) -> list[ByteRange] | Non
         if count > max_ranges:
             return None
         first, dash, last = spec.partition("-")
-        if not dash or not (first.isdigit() or (not first and last.isdigit())):
+        if not dash or not (is_digits(first) or (not first and is_digits(last))):
             return None
-        if last and not last.isdigit():
+        if last and not is_digits(last):
             return None
         if not first:
             suffix = int(last)
@@ -68,6 +68,11 @@ def parse_range(value: str, size: int, max_ranges: int) -> list[ByteRange] | Non
     if not ranges:
         raise Unsatisfiable(f"no range within {size} bytes")
     return coalesce(ranges)
+
+
+def is_digits(text: str) -> bool:
+    """Whether ``text`` is ASCII digits only: str.isdigit() also takes "²", which int() refuses."""
+    return text.isascii() and text.isdigit()
 
 
 def coalesce(ranges: list[ByteRange]) -> list[ByteRange]:
