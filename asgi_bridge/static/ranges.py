@@ -53,12 +53,12 @@ def parse_range(value: str, size: int, max_ranges: int) -> list[ByteRange] | Non
         if last and not is_digits(last):
             return None
         if not first:
-            suffix = int(last)
+            suffix = byte_position(last)
             if suffix > 0 and size > 0:
                 ranges.append(ByteRange(max(size - suffix, 0), size - 1))
             continue
-        start = int(first)
-        end = int(last) if last else size - 1
+        start = byte_position(first)
+        end = byte_position(last) if last else size - 1
         if last and end < start:
             return None  # An invalid range-spec makes the whole header invalid.
         if start < size:
@@ -68,6 +68,15 @@ def parse_range(value: str, size: int, max_ranges: int) -> list[ByteRange] | Non
     if not ranges:
         raise Unsatisfiable(f"no range within {size} bytes")
     return coalesce(ranges)
+
+
+# Past any file's size; longer digit strings are read as this, so that a header of thousands of
+# digits costs no big-number arithmetic (and passes Python's int() digit limit).
+FAR_BEYOND = 10**18
+
+
+def byte_position(digits: str) -> int:
+    return int(digits) if len(digits) < 19 else FAR_BEYOND
 
 
 def is_digits(text: str) -> bool:
