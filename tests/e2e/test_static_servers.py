@@ -77,8 +77,9 @@ SERVERS = ["uvicorn", "daphne", "granian", "hypercorn"]
 THREADS = 4
 # Servers that offer http.response.pathsend: asgi_bridge hands them a large file by path.
 PATHSEND_SERVERS = {"granian"}
-# Servers whose send() waits while the client does not read. daphne's does not: Twisted takes
-# a whole body into its buffer at once, so asgi_bridge is done with a file before the client is.
+# Servers whose send() waits while the client does not read. daphne's does not: each body
+# message goes into Twisted's buffer as it comes, so asgi_bridge may be done with a file long
+# before the client is, and daphne holds what the client has not read yet.
 BACKPRESSURE_SERVERS = {"uvicorn", "granian", "hypercorn"}
 # How long a descriptor may take to show in /proc: a bound on a hang.
 DESCRIPTOR_WAIT = 5.0
