@@ -15,6 +15,7 @@ import tempfile
 from email.parser import BytesParser
 from pathlib import Path
 from typing import Any, ClassVar
+from unittest import mock
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import request_started
@@ -386,6 +387,18 @@ class VariantTests(StaticRootTestCase):
         response = await self.get("/static/css/site.css", accept_encoding="gzip, br")
         self.assertNotIn("Content-Encoding", response.headers)
         self.assertEqual(response.content, CSS)
+
+    async def test_variants_written_later_beside_an_unchanged_file_are_found(self) -> None:
+        """compress_static run on a live server: found once the lookup is VARIANTS_RECHECK old."""
+        self.write("late.css", CSS)
+        self.assertNotIn(
+            "Content-Encoding", (await self.get("/static/late.css", accept_encoding="gzip")).headers
+        )
+        self.write("late.css.gz", self.gzipped)
+        with mock.patch("asgi_bridge.static.files.VARIANTS_RECHECK", 0.0):
+            response = await self.get("/static/late.css", accept_encoding="gzip")
+        self.assertEqual(response.headers["Content-Encoding"], "gzip")
+        self.assertEqual(response.content, self.gzipped)
 
     async def test_a_variant_removed_meanwhile_falls_back_to_the_file(self) -> None:
         self.assertEqual(

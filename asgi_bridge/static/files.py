@@ -3,7 +3,8 @@ without blocking the event loop.
 
 A name is looked up once and remembered (``FileIndex``): the file's real path, checked to lie
 within the root, its content type and the precompressed variants beside it. Each request then
-checks with one ``stat`` that the file is still the one remembered. Files of up to SMALL_FILE
+checks with one ``stat`` that the file is still the one remembered; a file that changed, or a
+lookup older than VARIANTS_RECHECK seconds, is looked up again. Files of up to SMALL_FILE
 bytes are kept in memory once read, up to MEMORY_CACHE_BYTES in all, and used again while their
 ``stat`` is unchanged; larger ones are opened for each response and read in CHUNK_SIZE pieces.
 """
@@ -15,6 +16,7 @@ import errno
 import mimetypes
 import os
 import stat
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +30,10 @@ MEMORY_CACHE_BYTES = 32 * 1024 * 1024
 CHUNK_SIZE = 64 * 1024
 # Names remembered per root; past it the index starts over (a deployment's static files fit).
 INDEX_SIZE = 10_000
+# Seconds a name's lookup (its real path and variants) is trusted while its file is unchanged:
+# variants written beside an unchanged file (compress_static after collectstatic, on a running
+# server) are served from then on.
+VARIANTS_RECHECK = 10.0
 # Threads that read from disk what the page cache does not hold; shared by every response.
 READ_THREADS = 4
 # Text types that get "; charset=utf-8", as Django's own responses do.
@@ -104,6 +110,9 @@ class FileEntry:
     key: FileKey
     content_type: str
     variants: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # When the name was looked up (time.monotonic()): past VARIANTS_RECHECK, it is looked up
+    # again, so that variants compress_static wrote since are found.
+    indexed: float = field(default_factory=time.monotonic)
 
     @property
     def variant_sizes(self) -> dict[str, int]:
@@ -181,10 +190,11 @@ class FileIndex:
         entry = self.entries.get(name)
         if entry is not None:
             try:
-                if file_key(os.stat(entry.path)) == entry.key:
-                    return entry
+                unchanged = file_key(os.stat(entry.path)) == entry.key
             except OSError:
-                pass
+                unchanged = False
+            if unchanged and time.monotonic() - entry.indexed < VARIANTS_RECHECK:
+                return entry
             del self.entries[name]
         entry = self.index(name)
         if entry is not None:
