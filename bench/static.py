@@ -486,7 +486,7 @@ def estimated_minutes(args: argparse.Namespace) -> float:
         per_measurement = args.duration + args.warmup + 1.0
         seconds += args.rounds * count * (len(ENDPOINTS) * per_measurement + 2)
     if args.only != "throughput":
-        seconds += args.rounds * count * 12  # a fresh server, warm-up and the downloads
+        seconds += args.rounds * count * 5  # a fresh server, warm-up and the downloads
     return seconds / 60
 
 
