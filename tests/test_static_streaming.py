@@ -19,6 +19,8 @@ from asgi_bridge.handler import ASGIHandler
 from asgi_bridge.static.files import CHUNK_SIZE, SMALL_FILE
 from asgi_bridge.types import Message
 
+from .asgi import http_scope
+
 BIG = os.urandom(5 * CHUNK_SIZE + 123)
 
 
@@ -50,21 +52,7 @@ class RawStaticTestCase(SimpleTestCase):
         disconnect: asyncio.Event | None = None,
     ) -> list[Message]:
         """The messages the application sends for one request."""
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": method,
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": b"",
-            "root_path": "",
-            "headers": headers or [],
-            "client": ("127.0.0.1", 50000),
-            "server": ("127.0.0.1", 8000),
-            "extensions": extensions or {},
-        }
+        scope = http_scope(path, method, headers=headers or [], extensions=extensions or {})
         sent: list[Message] = []
         body_given = False
 

@@ -34,6 +34,7 @@ from .conftest import (
     find_free_port,
     start_retrying_taken_ports,
 )
+from .test_lifespan_servers import wait_for
 
 WORKERS = 2
 # gunicorn's own wait for its workers after SIGTERM, before it kills them.
@@ -114,15 +115,6 @@ def gunicorn(server_environment: ServerEnvironment, tmp_path: Path) -> Iterator[
         yield Gunicorn(running, log)
     finally:
         running.stop()
-
-
-def wait_for(condition: object, what: str, server: RunningServer) -> None:
-    deadline = time.monotonic() + WAIT_TIMEOUT
-    while time.monotonic() < deadline:
-        if callable(condition) and condition():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"{what} did not happen within {WAIT_TIMEOUT:.0f} s\n{server.describe()}")
 
 
 def pids_of(kind: str, lines: list[str]) -> set[int]:
