@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, MutableMapping
 from functools import cached_property
 from typing import IO, Any
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.core.handlers import asgi as django_asgi
 
 from .types import Scope
@@ -171,8 +173,28 @@ class ASGIRequest(django_asgi.ASGIRequest):
         """The server's per-request copy of the lifespan state; empty if it gave none."""
         return State(self.scope.get("state"))
 
+    def received_body_size(self) -> int | None:
+        """How many body bytes were received, whatever Content-Length said; None if unknown."""
+        stream = self._stream
+        if not (hasattr(stream, "seekable") and stream.seekable()):
+            return None
+        position = stream.tell()
+        size = stream.seek(0, os.SEEK_END)
+        stream.seek(position)
+        return size
+
     @property
     def body(self) -> bytes:
+        # CVE-2026-33034 (fixed in Django 5.2.13 and 6.0.4): a missing or understated
+        # Content-Length let the whole body into memory past DATA_UPLOAD_MAX_MEMORY_SIZE.
+        # Checked here too, on the spooled body's real size, for the earlier 5.2 releases.
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if not hasattr(self, "_body") and not self._read_started and limit is not None:
+            size = self.received_body_size()
+            if size is not None and size > limit:
+                raise RequestDataTooBig(
+                    "Request body exceeded settings.DATA_UPLOAD_MAX_MEMORY_SIZE."
+                )
         declared = self.META.get("CONTENT_LENGTH")
         if hasattr(self, "_body") or declared is None or _is_valid_int(declared):
             return super().body
@@ -184,3 +206,13 @@ class ASGIRequest(django_asgi.ASGIRequest):
             return super().body
         finally:
             self.META["CONTENT_LENGTH"] = declared
+
+    def parse_file_upload(self, META: Any, post_data: Any) -> Any:
+        # CVE-2026-5766 (fixed in Django 5.2.14 and 6.0.5): an understated Content-Length made
+        # MemoryFileUploadHandler keep a large file in memory. The upload handlers are told the
+        # received size instead; an absent or zero length still parses as an empty form.
+        size = self.received_body_size()
+        declared = META.get("CONTENT_LENGTH")
+        if size is not None and _is_valid_int(declared) and 0 < int(declared) < size:
+            META = {**META, "CONTENT_LENGTH": str(size)}
+        return super().parse_file_upload(META, post_data)
