@@ -45,6 +45,11 @@ DEFAULT_STATIC_MAX_AGE = 60
 # Ranges one request may ask for; more are answered with the whole file, so that many small or
 # overlapping ranges cannot multiply the work of a request.
 DEFAULT_STATIC_MAX_RANGES = 16
+# Apache's mod_reqtimeout default: a body must keep up 500 bytes a second on average, after a
+# grace of 20 s (BODY_RECEIVE_TIMEOUT, when set, is the grace instead). Mobile uploads run at
+# kilobytes a second or more; a trickle that holds a connection open for hours does not.
+DEFAULT_BODY_MIN_RATE = 500
+DEFAULT_BODY_MIN_RATE_GRACE = 20.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,9 @@ class BridgeSettings:
 
     max_request_body_size: int | None = None
     body_receive_timeout: float | None = None
+    # The average bytes per second a request body must keep up once its grace is over; None:
+    # no minimum.
+    body_min_rate: int | None = DEFAULT_BODY_MIN_RATE
     # Pooled threads that run requests' sync code; also the most database connections a
     # process keeps open with CONN_MAX_AGE.
     threads: int = DEFAULT_THREADS
@@ -262,6 +270,7 @@ def _positive_int(key: str, value: Any, expected: str = "a positive integer") ->
 _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "MAX_REQUEST_BODY_SIZE": ("max_request_body_size", _optional_positive_int),
     "BODY_RECEIVE_TIMEOUT": ("body_receive_timeout", _optional_positive_seconds),
+    "BODY_MIN_RATE": ("body_min_rate", _optional_positive_count),
     "THREADS": ("threads", _positive_int),
     "THREAD_WAIT_TIMEOUT": ("thread_wait_timeout", _optional_positive_seconds),
     "THREAD_QUEUE_SIZE": ("thread_queue_size", _optional_positive_count),

@@ -17,6 +17,23 @@ class RequestBodyTimeout(Exception):
         )
 
 
+class RequestBodyTooSlow(RequestBodyTimeout):
+    """The request body fell below ``ASGI_BRIDGE["BODY_MIN_RATE"]`` bytes a second on average,
+    after its grace (``BODY_RECEIVE_TIMEOUT``, or 20 s): a trickle, answered 408 like a gap."""
+
+    def __init__(self, min_rate: int, received: int, elapsed: float) -> None:
+        self.min_rate = min_rate
+        self.received = received
+        self.elapsed = elapsed
+        Exception.__init__(
+            self,
+            f"The request body came at {received / elapsed:.0f} bytes/s on average ({received:,} "
+            f"bytes in {elapsed:.1f} s), below {min_rate:,} bytes/s "
+            "(ASGI_BRIDGE['BODY_MIN_RATE']).",
+        )
+        self.timeout = elapsed
+
+
 class RequestBodyTooLarge(RequestDataTooBig):
     """The request body exceeds ``ASGI_BRIDGE["MAX_REQUEST_BODY_SIZE"]``."""
 

@@ -9,6 +9,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Coroutine
 from contextlib import closing
+from contextvars import ContextVar
 from functools import cached_property, partial
 from typing import IO, Any, cast
 
@@ -26,8 +27,13 @@ from . import metrics
 from .background import BackgroundWork, RequestWork, pending_work
 from .broadcasting import groups
 from .chain import PendingView, SyncChainHandler, middleware_hops_in_async_mode
-from .conf import bridge_settings
-from .exceptions import RequestBodyTimeout, RequestBodyTooLarge, ThreadUnavailable
+from .conf import DEFAULT_BODY_MIN_RATE_GRACE, bridge_settings
+from .exceptions import (
+    RequestBodyTimeout,
+    RequestBodyTooLarge,
+    RequestBodyTooSlow,
+    ThreadUnavailable,
+)
 from .instrumentation import DJANGO_CALL, DjangoASGIHandler
 from .lifespan import Lifespan
 from .request import ASGIRequest, get_script_prefix
@@ -70,6 +76,23 @@ def declared_body_size(scope: Scope) -> int | None:
         if name == b"content-length":
             return int(value) if value.isdigit() else None
     return None
+
+
+# The scope of the request whose body read_body() reads: its signature is Django's, which has
+# no scope, and may_have_body() needs the request's headers.
+reading_scope: ContextVar[Scope | None] = ContextVar("asgi_bridge_reading_scope", default=None)
+
+
+def may_have_body(scope: Scope | None) -> bool:
+    """Whether a request can carry a body: in HTTP/1.x only one that declares it, with a
+    non-zero Content-Length or a Transfer-Encoding; in HTTP/2 and 3, any (a stream may carry
+    data without declaring its length). Without a scope, assume it can."""
+    if scope is None or scope.get("http_version") not in ("1.0", "1.1"):
+        return True
+    for name, value in scope.get("headers", ()):
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip(b"0 ")):
+            return True
+    return False
 
 
 async def receive_within(receive: Receive, timeout: float | None) -> Message:
@@ -299,7 +322,11 @@ class ASGIHandler(django_asgi.ASGIHandler):
         channel = ResponseChannel(send, scope)
         try:
             self.check_declared_body_size(scope)
-            body_file = await self.read_body(receive)
+            token = reading_scope.set(scope)
+            try:
+                body_file = await self.read_body(receive)
+            finally:
+                reading_scope.reset(token)
         except RequestAborted:
             return
         except RequestBodyTooLarge as error:
@@ -571,9 +598,31 @@ class ASGIHandler(django_asgi.ASGIHandler):
         body_file = tempfile.SpooledTemporaryFile(max_size=in_memory_limit, mode="w+b")  # noqa: SIM115
         loop = asyncio.get_running_loop()
         received = 0
+        # The minimum rate is a deadline that each byte received pushes back by 1/BODY_MIN_RATE
+        # s, as in Apache's mod_reqtimeout; only for a request that can have a body at all, so a
+        # bodyless GET arms no timer.
+        min_rate = config.body_min_rate if may_have_body(reading_scope.get()) else None
+        deadline = 0.0
+        if min_rate is not None:
+            grace = DEFAULT_BODY_MIN_RATE_GRACE if timeout is None else timeout
+            started = loop.time()
+            deadline = started + grace
         try:
             while True:
-                message = await receive_within(receive, timeout)
+                wait = timeout
+                rate_bound = False
+                if min_rate is not None:
+                    remaining = deadline + received / min_rate - loop.time()
+                    if wait is None or remaining < wait:
+                        wait, rate_bound = max(remaining, 0.0), True
+                try:
+                    message = await receive_within(receive, wait)
+                except RequestBodyTimeout:
+                    if rate_bound and min_rate is not None:
+                        raise RequestBodyTooSlow(
+                            min_rate, received, loop.time() - started
+                        ) from None
+                    raise
                 if message["type"] == "http.disconnect":
                     # Early client disconnect.
                     raise RequestAborted()

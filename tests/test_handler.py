@@ -408,6 +408,76 @@ class BodyTimeoutTests(HandlerTestCase):
         self.assertIsNone(handler_module.bridge_settings().body_receive_timeout)
 
 
+class TrickledReceive:
+    """A client that sends ``size`` bytes of body ``piece`` bytes at a time, ``every`` seconds
+    apart, then waits."""
+
+    def __init__(self, size: int, piece: int, every: float) -> None:
+        self.left, self.piece, self.every = size, piece, every
+
+    async def __call__(self) -> Message:
+        if self.left <= 0:
+            await asyncio.Event().wait()
+        await asyncio.sleep(self.every)
+        piece = min(self.piece, self.left)
+        self.left -= piece
+        return {"type": "http.request", "body": b"x" * piece, "more_body": self.left > 0}
+
+
+def body_scope(size: int, **extra: Any) -> dict[str, Any]:
+    headers = [(b"host", b"testserver"), (b"content-length", str(size).encode())]
+    return http_scope("/echo/", method="POST", headers=headers, **extra)
+
+
+class BodyMinRateTests(HandlerTestCase):
+    """BODY_MIN_RATE: after its grace, a body must keep up an average rate (mod_reqtimeout)."""
+
+    @override_settings(ASGI_BRIDGE={"BODY_RECEIVE_TIMEOUT": 0.2, "BODY_MIN_RATE": 1000})
+    async def test_a_trickle_that_never_pauses_long_is_answered_408(self) -> None:
+        # 1 byte every 20 ms never trips the 0.2 s gap, but is 50 bytes/s: after the 0.2 s
+        # grace, plus 1 ms per byte received, it is behind.
+        receive = TrickledReceive(size=10_000, piece=1, every=0.02)
+        send = RecordingSend()
+        with recorded_spools() as spools, self.assertLogs("django.request", "WARNING") as logs:
+            await asyncio.wait_for(ASGIHandler()(body_scope(10_000), receive, send), 10)
+        self.assertEqual(send.messages[0]["status"], 408)
+        self.assertIn("ASGI_BRIDGE['BODY_MIN_RATE']", logs.output[0])
+        self.assertIn("below 1,000 bytes/s", logs.output[0])
+        self.assertTrue(spools[0].closed)
+        self.assertEqual(len(self.finished.threads), 1)
+
+    @override_settings(ASGI_BRIDGE={"BODY_RECEIVE_TIMEOUT": 0.2, "BODY_MIN_RATE": 1000})
+    async def test_a_slow_body_above_the_rate_is_served(self) -> None:
+        # 100 bytes every 20 ms: 5,000 bytes/s, for longer than the grace.
+        receive = TrickledReceive(size=3_000, piece=100, every=0.02)
+        send = RecordingSend()
+        await asyncio.wait_for(ASGIHandler()(body_scope(3_000), receive, send), 10)
+        self.assertEqual(send.messages[0]["status"], 200)
+        self.assertEqual(body_of(send.messages), b"x" * 3_000)
+
+    @override_settings(ASGI_BRIDGE={"BODY_RECEIVE_TIMEOUT": 0.2, "BODY_MIN_RATE": None})
+    async def test_none_turns_it_off(self) -> None:
+        receive = TrickledReceive(size=30, piece=1, every=0.02)
+        send = RecordingSend()
+        await asyncio.wait_for(ASGIHandler()(body_scope(30), receive, send), 10)
+        self.assertEqual(body_of(send.messages), b"x" * 30)
+
+    async def test_the_default_is_apaches(self) -> None:
+        config = handler_module.bridge_settings()
+        self.assertEqual(config.body_min_rate, 500)
+        self.assertEqual(handler_module.DEFAULT_BODY_MIN_RATE_GRACE, 20.0)
+
+    def test_only_requests_that_can_have_a_body_arm_it(self) -> None:
+        may_have_body = handler_module.may_have_body
+        self.assertFalse(may_have_body(http_scope("/")))
+        self.assertFalse(may_have_body(body_scope(0)))
+        self.assertTrue(may_have_body(body_scope(5)))
+        chunked = http_scope("/", headers=[(b"transfer-encoding", b"chunked")])
+        self.assertTrue(may_have_body(chunked))
+        self.assertTrue(may_have_body(http_scope("/", http_version="2")))
+        self.assertTrue(may_have_body(None))
+
+
 class ReadBodyTests(HandlerTestCase):
     @override_settings(FILE_UPLOAD_MAX_MEMORY_SIZE=100)
     async def test_writes_after_rollover_happen_off_the_loop(self) -> None:

@@ -10,6 +10,7 @@ goes away mid-response.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -203,6 +204,32 @@ def status_after_partial_body(server: RunningServer, declared: int, wait: float)
             "0123456789".encode("ascii")
         )
         return read_until(sock, lambda data: b"\r\n" in data).split(b"\r\n", 1)[0]
+
+
+def status_after_trickled_body(server: RunningServer, every: float, wait: float) -> bytes:
+    """Declare a 100,000-byte body and send it a byte at a time, ``every`` seconds apart (never
+    long enough to trip a gap timeout) for up to ``wait`` seconds; the status line the server
+    answers meanwhile (b"" if none)."""
+    with socket.create_connection((server.host, server.port), timeout=wait) as sock:
+        sock.sendall(
+            f"POST /echo/digest/ HTTP/1.1\r\nHost: {server.host_header}\r\n"
+            "Content-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n".encode()
+        )
+        deadline = time.monotonic() + wait
+        received = b""
+        while time.monotonic() < deadline and b"\r\n" not in received:
+            # If the server answered and closed, read what it said.
+            with contextlib.suppress(OSError):
+                sock.sendall(b"x")
+            sock.settimeout(every)
+            try:
+                piece = sock.recv(4096)
+            except TimeoutError:
+                continue
+            if not piece:
+                break
+            received += piece
+        return received.split(b"\r\n", 1)[0]
 
 
 def body_after_headers(raw: bytes) -> bytes:
@@ -429,6 +456,18 @@ class HTTPScenarios:
             assert status == b"", status
             after = take_probe(client)
             assert (after.started - baseline.started, after.finished - baseline.finished) == (1, 1)
+
+    def test_trickled_body_times_out(self, server: RunningServer, client: httpx.Client) -> None:
+        """A byte every 0.5 s never trips BODY_RECEIVE_TIMEOUT's gap, but falls below
+        BODY_MIN_RATE (500 bytes/s by default) once the gap's length has passed as grace."""
+        baseline = take_probe(client)
+        status = status_after_trickled_body(server, 0.5, BODY_RECEIVE_TIMEOUT + 6)
+        if self.streams_request_body:
+            assert status.startswith(b"HTTP/1.1 408"), status
+            assert_finished_once(client, baseline)
+        else:
+            # The server buffers the whole body before the application sees any of it.
+            assert status == b"", status
 
     def test_sync_code_of_a_request_runs_on_one_reused_pooled_thread(
         self, client: httpx.Client
