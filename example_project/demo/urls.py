@@ -39,6 +39,7 @@ urlpatterns = [
     path("probe/events/", views.probe_events, name="probe_events"),
     path("probe/thread/", views.probe_thread, name="probe_thread"),
     path("probe/gc/", views.probe_gc, name="probe_gc"),
+    path("probe/secure/", views.probe_secure, name="probe_secure"),
     path("probe/slow/", views.probe_slow, name="probe_slow"),
     # The thread pool's metrics for Prometheus: threads busy and idle, waits, 503s.
     path("metrics/", metrics_view, name="metrics"),

@@ -424,6 +424,19 @@ def probe_thread(request: HttpRequest) -> JsonResponse:
 
 
 @require_safe
+def probe_secure(request: HttpRequest) -> JsonResponse:
+    """What Django makes of the connection's scheme (the TLS end-to-end tests check it)."""
+    return JsonResponse(
+        {
+            "is_secure": request.is_secure(),
+            "scheme": request.scheme,
+            "absolute_uri": request.build_absolute_uri(),
+            "absolute_path": request.build_absolute_uri("/items/"),
+        }
+    )
+
+
+@require_safe
 def probe_gc(request: HttpRequest) -> JsonResponse:
     """How many objects lifespan startup froze out of the garbage collector (ASGI_BRIDGE's
     FREEZE_GC): some on a server with lifespan, none on one without."""

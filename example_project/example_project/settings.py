@@ -16,6 +16,9 @@ Environment variables:
   the chat room works across server processes.
 - ``EXAMPLE_THREAD_WAIT_TIMEOUT`` sets ``ASGI_BRIDGE["THREAD_WAIT_TIMEOUT"]``: how long a request
   waits for a thread before a 503.
+- ``EXAMPLE_SECURE=1`` deploys as behind TLS: ``SECURE_SSL_REDIRECT`` (``/hello/`` stays
+  reachable over plain HTTP, as a health check), HSTS for an hour, and secure session and CSRF
+  cookies; the TLS end-to-end tests use it.
 """
 
 import os
@@ -151,3 +154,10 @@ if os.environ.get("EXAMPLE_REDIS_URL"):
         "BACKEND": "asgi_bridge.broadcast.RedisBackend",
         "LOCATION": os.environ["EXAMPLE_REDIS_URL"],
     }
+
+if os.environ.get("EXAMPLE_SECURE") == "1":
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^hello/"]
+    SECURE_HSTS_SECONDS = 3600
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True

@@ -16,6 +16,7 @@ import os
 import random
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -94,6 +95,23 @@ SERVER_COMMANDS: dict[str, CommandBuilder] = {
 }
 
 
+@dataclass(frozen=True)
+class ServerTLS:
+    """A certificate chain and key for a server to serve HTTPS with, and a client context that
+    trusts the CA which issued them."""
+
+    certfile: Path
+    keyfile: Path
+    client_context: ssl.SSLContext
+
+
+# The options that make each server speak TLS, appended to its command.
+TLS_ARGUMENTS: dict[str, Callable[[ServerTLS], list[str]]] = {
+    "uvicorn": lambda tls: ["--ssl-keyfile", str(tls.keyfile), "--ssl-certfile", str(tls.certfile)],
+    "hypercorn": lambda tls: ["--keyfile", str(tls.keyfile), "--certfile", str(tls.certfile)],
+}
+
+
 def bracketed(host: str) -> str:
     """Return ``host`` as it appears in a URL or a ``host:port`` pair (IPv6 in brackets)."""
     return f"[{host}]" if ":" in host else host
@@ -136,10 +154,17 @@ class RunningServer:
     pid: int
     log_path: Path
     process: subprocess.Popen[bytes]
+    tls: ServerTLS | None = None
 
     @property
     def base_url(self) -> str:
-        return f"http://{bracketed(self.host)}:{self.port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{bracketed(self.host)}:{self.port}"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What an httpx client passes as ``verify=`` to trust this server."""
+        return self.tls.client_context if self.tls else True
 
     @property
     def host_header(self) -> str:
@@ -182,13 +207,19 @@ def require_server_installed(name: str) -> None:
         pytest.fail(f"{name} is not installed for {sys.executable}; install the 'test' extra")
 
 
-def spawn_server(name: str, host: str, environment: ServerEnvironment) -> RunningServer:
-    """Start one server process on a free port, its output captured to a log file."""
+def spawn_server(
+    name: str, host: str, environment: ServerEnvironment, tls: ServerTLS | None = None
+) -> RunningServer:
+    """Start one server process on a free port, its output captured to a log file; with
+    ``tls``, it serves HTTPS (and WSS) only."""
     port = find_free_port(host)
     log_path = environment.log_dir / f"{name}-{port}.log"
+    command = SERVER_COMMANDS[name](host, port)
+    if tls is not None:
+        command += TLS_ARGUMENTS[name](tls)
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            SERVER_COMMANDS[name](host, port),
+            command,
             cwd=environment.cwd,
             env=environment.env,
             stdin=subprocess.DEVNULL,
@@ -196,14 +227,14 @@ def spawn_server(name: str, host: str, environment: ServerEnvironment) -> Runnin
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    return RunningServer(name, host, port, process.pid, log_path, process)
+    return RunningServer(name, host, port, process.pid, log_path, process, tls)
 
 
 def wait_until_ready(server: RunningServer) -> str | None:
     """Poll the readiness URL; return None once it answers 200, else why it never did."""
     deadline = time.monotonic() + READINESS_TIMEOUT
     last_problem = "no attempt made"
-    with httpx.Client(base_url=server.base_url, timeout=2.0) as client:
+    with httpx.Client(base_url=server.base_url, timeout=2.0, verify=server.verify) as client:
         while time.monotonic() < deadline:
             if server.process.poll() is not None:
                 return f"exited with code {server.process.returncode} before answering"
@@ -236,11 +267,13 @@ def start_retrying_taken_ports(spawn: Callable[[], RunningServer], what: str) ->
     pytest.fail(f"{what} did not start: {problem}\n{server.describe()}")
 
 
-def start_server(name: str, host: str, environment: ServerEnvironment) -> RunningServer:
+def start_server(
+    name: str, host: str, environment: ServerEnvironment, tls: ServerTLS | None = None
+) -> RunningServer:
     """Start a server and wait until it serves example_project; fail with its log if not."""
     require_server_installed(name)
     return start_retrying_taken_ports(
-        lambda: spawn_server(name, host, environment), f"{name} on {host}"
+        lambda: spawn_server(name, host, environment, tls), f"{name} on {host}"
     )
 
 
