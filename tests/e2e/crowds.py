@@ -85,3 +85,27 @@ class ProcessFootprint:
             threads=sum(each.threads for each in footprints),
             files=sum(each.files for each in footprints),
         )
+
+
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and its descendants (a server's worker processes)."""
+    pids = [pid]
+    for each in pids:
+        children = Path(f"/proc/{each}/task/{each}/children")
+        with contextlib.suppress(FileNotFoundError):
+            pids.extend(int(child) for child in children.read_text().split())
+    return pids
+
+
+def deleted_files_of_tree(pid: int) -> list[str]:
+    """The open descriptors of ``pid``'s process tree that lead to deleted files: the unnamed
+    temporary files request bodies are spooled to."""
+    found = []
+    for each in tree_pids(pid):
+        with contextlib.suppress(FileNotFoundError):
+            for descriptor in os.listdir(f"/proc/{each}/fd"):
+                with contextlib.suppress(OSError):
+                    target = os.readlink(f"/proc/{each}/fd/{descriptor}")
+                    if target.endswith(" (deleted)"):
+                        found.append(target)
+    return sorted(found)

@@ -33,6 +33,7 @@ import pytest
 from asgi_bridge.conf import DEFAULT_THREADS
 
 from .conftest import BODY_RECEIVE_TIMEOUT, MAX_REQUEST_BODY_SIZE
+from .crowds import ProcessFootprint, deleted_files_of_tree
 
 if TYPE_CHECKING:
     from .conftest import Payload, RunningServer
@@ -232,6 +233,19 @@ def status_after_trickled_body(server: RunningServer, every: float, wait: float)
         return received.split(b"\r\n", 1)[0]
 
 
+def wait_for_files(
+    server: RunningServer, condition: Callable[[list[str]], bool], what: str
+) -> None:
+    """Wait (bounded) until ``condition`` holds of the server's deleted open files."""
+    deadline = time.monotonic() + SOCKET_TIMEOUT
+    files = deleted_files_of_tree(server.pid)
+    while not condition(files):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never: {what}; open deleted files: {files}")
+        time.sleep(0.05)
+        files = deleted_files_of_tree(server.pid)
+
+
 def body_after_headers(raw: bytes) -> bytes:
     return raw.partition(b"\r\n\r\n")[2]
 
@@ -283,6 +297,9 @@ class HTTPScenarios:
     # Whether the server passes the request body on as it arrives (daphne buffers it whole
     # before calling the application, so body limits can only act once it is all there).
     streams_request_body: bool = True
+    # Whether the server's send() waits while the client does not read (daphne's does not:
+    # it hands the whole body to Twisted's buffers).
+    applies_backpressure: bool = True
 
     def test_hello_async_and_sync(self, client: httpx.Client) -> None:
         greetings = {"async": "Hello from an async view", "sync": "Hello from a sync view"}
@@ -468,6 +485,47 @@ class HTTPScenarios:
         else:
             # The server buffers the whole body before the application sees any of it.
             assert status == b"", status
+
+    def test_an_upload_abandoned_midway_leaves_no_temporary_file(
+        self, server: RunningServer
+    ) -> None:
+        """4 MB of a declared 8 MB body, past FILE_UPLOAD_MAX_MEMORY_SIZE so that it is spooled
+        to a temporary file, then the client vanishes: the file goes with it."""
+        before = deleted_files_of_tree(server.pid)
+        family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.settimeout(SOCKET_TIMEOUT)
+        sock.connect((server.host, server.port))
+        try:
+            sock.sendall(
+                f"POST /echo/digest/ HTTP/1.1\r\nHost: {server.host_header}\r\n"
+                "Content-Type: application/octet-stream\r\nContent-Length: 8000000\r\n\r\n".encode()
+            )
+            sock.sendall(b"x" * 4_000_000)
+            if self.streams_request_body:
+                # asgi_bridge has spooled the body past the in-memory limit to a file.
+                wait_for_files(server, lambda files: len(files) > len(before), "a spooled body")
+        finally:
+            abort_connection(sock)
+        wait_for_files(server, lambda files: files == before, "the spool gone")
+
+    def test_a_client_that_never_reads_a_download_keeps_memory_bounded(
+        self, server: RunningServer
+    ) -> None:
+        """A 10 MiB download whose client reads nothing for a while: the server stops at what
+        the socket buffers hold (daphne, which writes bodies without waiting, is pinned)."""
+        token = new_token()
+        rss_before = ProcessFootprint.of_tree(server.pid).rss_kib
+        sock = open_raw_request(server, f"/download/?token={token}", receive_buffer=64 * 1024)
+        try:
+            time.sleep(2.0)  # Long enough for a server that ignores back-pressure to fill up.
+            grown_kib = ProcessFootprint.of_tree(server.pid).rss_kib - rss_before
+        finally:
+            abort_connection(sock)
+        if self.applies_backpressure:
+            assert grown_kib < 4 * 1024, f"the server grew by {grown_kib} KiB"
+        else:
+            assert grown_kib > 8 * 1024, f"daphne grew by only {grown_kib} KiB: now bounded?"
 
     def test_sync_code_of_a_request_runs_on_one_reused_pooled_thread(
         self, client: httpx.Client

@@ -6,6 +6,7 @@ from .scenarios import HTTPScenarios, IPv6Scenarios
 class TestDaphne(HTTPScenarios):
     server_name = "daphne"
     streams_request_body = False
+    applies_backpressure = False
 
 
 class TestDaphneIPv6(IPv6Scenarios):
