@@ -34,6 +34,17 @@ class RequestBodyTooSlow(RequestBodyTimeout):
         self.timeout = elapsed
 
 
+class RequestBodyUnstorable(Exception):
+    """The request body could not be written to its temporary file (a full disk): answered 503
+    with Retry-After, and the partial file deleted."""
+
+    def __init__(self, error: OSError) -> None:
+        self.error = error
+        super().__init__(
+            f"Cannot store the request body in the temporary directory: {error.strerror or error}."
+        )
+
+
 class RequestBodyTooLarge(RequestDataTooBig):
     """The request body exceeds ``ASGI_BRIDGE["MAX_REQUEST_BODY_SIZE"]``."""
 

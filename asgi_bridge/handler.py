@@ -32,6 +32,7 @@ from .exceptions import (
     RequestBodyTimeout,
     RequestBodyTooLarge,
     RequestBodyTooSlow,
+    RequestBodyUnstorable,
     ThreadUnavailable,
 )
 from .instrumentation import DJANGO_CALL, DjangoASGIHandler
@@ -339,12 +340,18 @@ class ASGIHandler(django_asgi.ASGIHandler):
             async with request_thread_context():
                 await self.reject_unread_body(scope, channel, rejection, error)
             return
+        except RequestBodyUnstorable as error:
+            rejection = HttpResponse("503 Service Unavailable", status=503)
+            rejection["Retry-After"] = "10"
+            async with request_thread_context():
+                await self.reject_unread_body(scope, channel, rejection, error)
+            return
         with closing(body_file):
             set_script_prefix(get_script_prefix(scope))
             cycle = RequestCycle(scope)
             try:
                 await self.run_until_disconnect(
-                    self.respond(scope, body_file, channel, cycle), receive
+                    self.respond(scope, body_file, channel, cycle), receive, channel
                 )
             finally:
                 await self.finish(cycle)
@@ -631,11 +638,17 @@ class ASGIHandler(django_asgi.ASGIHandler):
                     received += len(body)
                     if limit is not None and received > limit:
                         raise RequestBodyTooLarge(limit)
-                    if in_memory_limit and received > in_memory_limit:
-                        # Past the rollover the file is on disk: keep disk writes off the loop.
-                        await loop.run_in_executor(None, body_file.write, body)
-                    else:
-                        body_file.write(body)
+                    try:
+                        if in_memory_limit and received > in_memory_limit:
+                            # Past the rollover the file is on disk: keep disk writes off the
+                            # loop.
+                            await loop.run_in_executor(None, body_file.write, body)
+                        else:
+                            body_file.write(body)
+                    except OSError as error:
+                        # A full or failing temporary directory: the spool is closed (and so
+                        # deleted) below, and the client told to come back later.
+                        raise RequestBodyUnstorable(error) from error
                 if not message.get("more_body", False):
                     break
         except BaseException:
@@ -647,8 +660,9 @@ class ASGIHandler(django_asgi.ASGIHandler):
     async def reject_unread_body(
         self, scope: Scope, channel: ResponseChannel, response: HttpResponse, error: Exception
     ) -> None:
-        """Answer 413 or 408 without reading the rest of the body; signals fire as usual."""
-        logger.warning(
+        """Answer 413, 408 or 503 without reading the rest of the body; signals fire as usual."""
+        logger.log(
+            logging.ERROR if response.status_code >= 500 else logging.WARNING,
             "%s: %s (%s %s)",
             response.reason_phrase,
             error,

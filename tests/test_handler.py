@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -476,6 +477,57 @@ class BodyMinRateTests(HandlerTestCase):
         self.assertTrue(may_have_body(chunked))
         self.assertTrue(may_have_body(http_scope("/", http_version="2")))
         self.assertTrue(may_have_body(None))
+
+
+@contextmanager
+def full_temporary_directory(size: str = "1m") -> Iterator[str]:
+    """A real tmpfs of ``size`` as the temporary directory: writes past it fail with ENOSPC, as
+    on a full disk. Mounting takes root, which the test machines have."""
+    directory = tempfile.mkdtemp(prefix="asgi_bridge-full-")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", directory],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        os.rmdir(directory)
+        raise AssertionError(f"cannot mount a small tmpfs (needs root): {mounted.stderr}")
+    try:
+        with mock.patch.object(tempfile, "tempdir", directory):
+            yield directory
+    finally:
+        subprocess.run(["umount", directory], check=True)
+        os.rmdir(directory)
+
+
+class FullDiskTests(HandlerTestCase):
+    @override_settings(FILE_UPLOAD_MAX_MEMORY_SIZE=100_000)
+    async def test_a_body_that_does_not_fit_on_disk_gets_503_and_leaves_nothing(self) -> None:
+        body = b"x" * 3_000_000
+        receive = ScriptedReceive(
+            *(
+                {"type": "http.request", "body": body[at : at + 65536], "more_body": True}
+                for at in range(0, len(body), 65536)
+            ),
+            {"type": "http.request", "body": b""},
+        )
+        send = RecordingSend()
+        with (
+            full_temporary_directory() as directory,
+            recorded_spools() as spools,
+            self.assertLogs("django.request", "ERROR") as logs,
+        ):
+            await ASGIHandler()(body_scope(len(body)), receive, send)
+            left = os.listdir(directory)
+            usage = os.statvfs(directory)
+        self.assertEqual(send.messages[0]["status"], 503)
+        self.assertIn((b"Retry-After", b"10"), send.messages[0]["headers"])
+        self.assertIn("No space left on device", logs.output[0])
+        self.assertTrue(spools[0].closed)
+        self.assertEqual(left, [])
+        # The partial file's blocks were given back.
+        self.assertEqual(usage.f_bfree, usage.f_blocks)
+        self.assertEqual(len(self.finished.threads), 1)
 
 
 class ReadBodyTests(HandlerTestCase):
