@@ -494,9 +494,15 @@ class ASGIHandler(django_asgi.ASGIHandler):
         # A subclass wrapping run_get_response (instrumentation does) must see every request.
         return type(self).run_get_response is not ASGIHandler.run_get_response
 
-    async def run_until_disconnect(self, work: Coroutine[Any, Any, None], receive: Receive) -> None:
-        """Run ``work``, cancelling it if the client disconnects first."""
-        listener = asyncio.create_task(self.listen_for_disconnect(receive))
+    async def run_until_disconnect(
+        self,
+        work: Coroutine[Any, Any, None],
+        receive: Receive,
+        channel: ResponseChannel | None = None,
+    ) -> None:
+        """Run ``work``, cancelling it if the client disconnects first; from the moment the
+        disconnect is received, ``channel`` sends nothing more."""
+        listener = asyncio.create_task(self.listen_until_disconnect(receive, channel))
         # One turn of the loop lets the listener see a disconnect that is already queued, so
         # that it wins over a pooled thread fast enough to answer before the loop turns again.
         await asyncio.sleep(0)
@@ -574,6 +580,19 @@ class ASGIHandler(django_asgi.ASGIHandler):
             work = pending_work.get()
             if work is not None:
                 work.start(self.background)
+
+    async def listen_until_disconnect(
+        self, receive: Receive, channel: ResponseChannel | None
+    ) -> None:
+        """listen_for_disconnect(), closing ``channel`` in the very step that receives the
+        disconnect: the cancellation it causes lands a loop turn later, and the work must not
+        send in between (found by tests/test_handler_properties.py)."""
+        try:
+            await self.listen_for_disconnect(receive)
+        except RequestAborted:
+            if channel is not None:
+                channel.client_left = True
+            raise
 
     async def listen_for_disconnect(self, receive: Receive) -> None:
         """Listen for disconnect from the client."""

@@ -47,10 +47,12 @@ class ResponseChannel:
     RuntimeError about its closed transport. Any other error is a bug and propagates.
     """
 
-    __slots__ = ("_send", "finish_on_thread", "head_only", "pathsend")
+    __slots__ = ("_send", "client_left", "finish_on_thread", "head_only", "pathsend")
 
     def __init__(self, send: Send, scope: Scope | None = None) -> None:
         self._send = send
+        # Set once http.disconnect has been received: nothing may be sent after it.
+        self.client_left = False
         # Set by the handler: closes the response on the request's thread once a sync stream
         # has been produced, saving that thread a visit after the last part is sent.
         self.finish_on_thread: Callable[[], None] | None = None
@@ -60,6 +62,8 @@ class ResponseChannel:
         self.pathsend = PATHSEND in extensions
 
     async def __call__(self, message: Message) -> None:
+        if self.client_left:
+            raise ClientDisconnected("http.disconnect received")
         try:
             await self._send(message)
         except (OSError, RuntimeError) as exc:
