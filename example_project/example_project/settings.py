@@ -8,7 +8,8 @@ Environment variables:
 - ``EXAMPLE_PG_NAME`` switches the database to PostgreSQL (psycopg 3), with ``EXAMPLE_PG_HOST``,
   ``EXAMPLE_PG_PORT``, ``EXAMPLE_PG_USER`` and ``EXAMPLE_PG_PASSWORD``; the end-to-end tests use
   it to count the connections each ASGI handler opens.
-- ``EXAMPLE_CONN_MAX_AGE`` sets the database's ``CONN_MAX_AGE`` (seconds).
+- ``EXAMPLE_CONN_MAX_AGE`` sets the database's ``CONN_MAX_AGE`` (seconds), and
+  ``EXAMPLE_CONN_HEALTH_CHECKS=1`` turns on its ``CONN_HEALTH_CHECKS``.
 - ``EXAMPLE_THREADS`` sets ``ASGI_BRIDGE["THREADS"]``, the size of asgi_bridge's thread pool.
 - ``EXAMPLE_STATIC_ROOT`` moves STATIC_ROOT, which asgi_bridge serves (end-to-end tests collect
   the static files into a temporary one).
@@ -93,6 +94,8 @@ if os.environ.get("EXAMPLE_PG_NAME"):
     }
 if os.environ.get("EXAMPLE_CONN_MAX_AGE"):
     DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ["EXAMPLE_CONN_MAX_AGE"])
+if os.environ.get("EXAMPLE_CONN_HEALTH_CHECKS") == "1":
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 # Pinned so migrations stay the same whatever Django's default is.
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

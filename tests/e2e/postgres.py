@@ -18,7 +18,8 @@ import signal
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,8 @@ class PostgresServer:
     directory: Path
     log_path: Path
     host: str = HOST
+    # Starts the postmaster again on the same data and port (restart()).
+    respawn: Callable[[], PostgresServer] | None = field(default=None, repr=False)
 
     def connect(self, dbname: str = "postgres") -> psycopg.Connection[Any]:
         """A new autocommit connection as the superuser, so every query sees fresh statistics."""
@@ -139,6 +142,17 @@ class PostgresServer:
         """Shut the server down and remove its data directory."""
         self.terminate()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    def restart(self) -> None:
+        """Start the server again after terminate(), on the same port and data."""
+        if self.respawn is None:
+            raise RuntimeError("this server cannot be restarted")
+        started = self.respawn()
+        problem = wait_until_accepting(started)
+        if problem is not None:
+            started.terminate()
+            pytest.fail(f"PostgreSQL did not restart: {problem}\n{started.describe()}")
+        self.process, self.pid, self.log_path = started.process, started.pid, started.log_path
 
     def terminate(self) -> None:
         """Fast shutdown, then SIGKILL to the process group if it lingers."""
@@ -196,10 +210,16 @@ def init_cluster(bindir: Path, data: Path, user: ServerUser, log_dir: Path) -> N
 
 
 def spawn_postgres(
-    bindir: Path, directory: Path, data: Path, user: ServerUser, log_dir: Path
+    bindir: Path,
+    directory: Path,
+    data: Path,
+    user: ServerUser,
+    log_dir: Path,
+    port: int | None = None,
 ) -> PostgresServer:
-    """Start the postmaster on a free port, its output captured to a log file."""
-    port = find_free_port(HOST)
+    """Start the postmaster on ``port`` (by default a free one), its output captured to a log
+    file (appended to, on a restart)."""
+    port = find_free_port(HOST) if port is None else port
     log_path = log_dir / f"postgres-{port}.log"
     settings = {
         "listen_addresses": HOST,
@@ -218,7 +238,7 @@ def spawn_postgres(
     command = [str(bindir / "postgres"), "-D", str(data)]
     for name, value in settings.items():
         command += ["-c", f"{name}={value}"]
-    with log_path.open("wb") as log_file:
+    with log_path.open("ab") as log_file:
         process = subprocess.Popen(
             command,
             cwd=directory,
@@ -228,7 +248,14 @@ def spawn_postgres(
             start_new_session=True,
             **user.popen_kwargs(),
         )
-    return PostgresServer(port, process.pid, process, directory, log_path)
+    return PostgresServer(
+        port,
+        process.pid,
+        process,
+        directory,
+        log_path,
+        respawn=lambda: spawn_postgres(bindir, directory, data, user, log_dir, port),
+    )
 
 
 def wait_until_accepting(server: PostgresServer) -> str | None:

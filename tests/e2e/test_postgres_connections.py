@@ -101,8 +101,8 @@ class LoadRun:
         )
 
 
-def count_app_backends(monitor: Connection[Any]) -> int:
-    count: int = monitor.execute(APP_BACKENDS, (DATABASE, APP_USER)).fetchone()[0]
+def count_app_backends(monitor: Connection[Any], database: str = DATABASE) -> int:
+    count: int = monitor.execute(APP_BACKENDS, (database, APP_USER)).fetchone()[0]
     return count
 
 
@@ -111,10 +111,12 @@ def read_sessions(monitor: Connection[Any]) -> int:
     return sessions
 
 
-def wait_for_no_app_backends(monitor: Connection[Any], timeout: float) -> int:
+def wait_for_no_app_backends(
+    monitor: Connection[Any], timeout: float, database: str = DATABASE
+) -> int:
     """Poll until the app has no connection left; return how many it still has at the end."""
     stop_at = time.monotonic() + timeout
-    while (left := count_app_backends(monitor)) and time.monotonic() < stop_at:
+    while (left := count_app_backends(monitor, database)) and time.monotonic() < stop_at:
         time.sleep(0.05)
     return left
 
