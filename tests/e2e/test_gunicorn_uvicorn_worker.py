@@ -204,8 +204,50 @@ def test_two_workers_serve_http_and_websockets_and_stop_gracefully(
     lines = gunicorn.lines()
     assert f"job done {token}" in lines, server.describe()
     assert shutdown_pids(lines) == workers, server.describe()
-    # The work finished before the lifespan shutdown of the workers still up when it was
-    # waited for, the one that took it among them.
+    # The work finished before the lifespan shutdown of the worker that took it, one of those
+    # still up when it was waited for. (The other may shut down at any moment, before the work
+    # is done or after: it has nothing to wait for.)
     done = lines.index(f"job done {token}")
-    for pid in workers - early:
-        assert done < lines.index(f"shutdown {pid}"), lines
+    assert any(done < lines.index(f"shutdown {pid}") for pid in workers - early), lines
+
+
+def test_a_worker_killed_outright_is_replaced_while_the_other_serves(gunicorn: Gunicorn) -> None:
+    """SIGKILL to one worker (an OOM kill): no request fails on the other worker meanwhile, and
+    the replacement gunicorn starts runs its lifespan startup and serves, as a fresh process."""
+    server = gunicorn.server
+    wait_for(lambda: len(startup_pids(gunicorn.lines())) == WORKERS, "two startups", server)
+    first, second = sorted(startup_pids(gunicorn.lines()))
+    os.kill(first, signal.SIGKILL)
+    outcomes: dict[str, int] = {}
+    answered_by: set[int] = set()
+    with httpx.Client(base_url=server.base_url, timeout=30.0) as client:
+        deadline = time.monotonic() + WAIT_TIMEOUT
+        # Until a replacement has started: the surviving worker answers in the meantime.
+        while len(startup_pids(gunicorn.lines())) < WORKERS + 1:
+            if time.monotonic() > deadline:
+                pytest.fail(f"no replacement worker started\n{server.describe()}")
+            try:
+                response = client.get("/lifespan/")
+            except httpx.TransportError as error:
+                outcomes[type(error).__name__] = outcomes.get(type(error).__name__, 0) + 1
+                continue
+            outcomes[str(response.status_code)] = outcomes.get(str(response.status_code), 0) + 1
+            answered_by.add(response.json()["process"]["pid"])
+            time.sleep(0.02)
+        replacement = (startup_pids(gunicorn.lines()) - {first, second}).pop()
+        # Every request meanwhile: answered, and by the survivor.
+        assert set(outcomes) == {"200"}, (outcomes, server.describe())
+        assert answered_by == {second}, answered_by
+        # The replacement serves as a clean process, with its own lifespan state.
+        served_by: set[int] = set()
+        deadline = time.monotonic() + WAIT_TIMEOUT
+        while replacement not in served_by:
+            if time.monotonic() > deadline:
+                pytest.fail(f"the replacement {replacement} never answered\n{server.describe()}")
+            # A new connection each time, so that the kernel may hand it to either worker.
+            response = httpx.get(f"{server.base_url}/lifespan/", timeout=30.0)
+            assert response.status_code == 200, server.describe()
+            served_by.add(response.json()["process"]["pid"])
+    assert first not in served_by
+    # The killed worker ran no shutdown: it had no chance to.
+    assert first not in shutdown_pids(gunicorn.lines())
