@@ -20,7 +20,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -208,15 +208,20 @@ def require_server_installed(name: str) -> None:
 
 
 def spawn_server(
-    name: str, host: str, environment: ServerEnvironment, tls: ServerTLS | None = None
+    name: str,
+    host: str,
+    environment: ServerEnvironment,
+    tls: ServerTLS | None = None,
+    extra_arguments: Sequence[str] = (),
 ) -> RunningServer:
     """Start one server process on a free port, its output captured to a log file; with
-    ``tls``, it serves HTTPS (and WSS) only."""
+    ``tls``, it serves HTTPS (and WSS) only. ``extra_arguments`` go to the server's command."""
     port = find_free_port(host)
     log_path = environment.log_dir / f"{name}-{port}.log"
     command = SERVER_COMMANDS[name](host, port)
     if tls is not None:
         command += TLS_ARGUMENTS[name](tls)
+    command += list(extra_arguments)
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             command,
@@ -268,12 +273,16 @@ def start_retrying_taken_ports(spawn: Callable[[], RunningServer], what: str) ->
 
 
 def start_server(
-    name: str, host: str, environment: ServerEnvironment, tls: ServerTLS | None = None
+    name: str,
+    host: str,
+    environment: ServerEnvironment,
+    tls: ServerTLS | None = None,
+    extra_arguments: Sequence[str] = (),
 ) -> RunningServer:
     """Start a server and wait until it serves example_project; fail with its log if not."""
     require_server_installed(name)
     return start_retrying_taken_ports(
-        lambda: spawn_server(name, host, environment, tls), f"{name} on {host}"
+        lambda: spawn_server(name, host, environment, tls, extra_arguments), f"{name} on {host}"
     )
 
 
