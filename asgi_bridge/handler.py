@@ -732,7 +732,14 @@ class ASGIHandler(django_asgi.ASGIHandler):
             if response.is_async:  # type: ignore[attr-defined]
                 # The iterator's own sync_to_async calls run on the request's thread.
                 async with request_thread_context():
-                    await send_async_stream(response, channel, self.chunk_bytes)
+                    try:
+                        await send_async_stream(response, channel, self.chunk_bytes)
+                    except BaseException:
+                        # Closed in the context its tasks were started in: once it exits, an
+                        # EventStreamResponse's reader could not close a sync source on the
+                        # thread (found by tests/test_handler_properties.py).
+                        await close_async_stream(response)
+                        raise
             else:
                 await send_sync_stream(
                     response.streaming_content,  # type: ignore[attr-defined]

@@ -86,10 +86,31 @@ def async_stream(request: HttpRequest) -> StreamingHttpResponse:
     return StreamingHttpResponse(async_streams[-1])
 
 
+sync_source_finally_ran: list[bool] = []
+
+
+def sync_source() -> Iterator[str]:
+    try:
+        for number in range(PARTS):
+            yield f"event {number}"
+    finally:
+        sync_source_finally_ran.append(True)
+
+
+# Kept, so that only closing, not the garbage collector, can run the source's ``finally``.
+sync_sources: list[Iterator[str]] = []
+
+
+def sync_events(request: HttpRequest) -> EventStreamResponse:
+    sync_sources.append(sync_source())
+    return EventStreamResponse(sync_sources[-1], ping=None)
+
+
 urlpatterns = [
     path("async-view-sync-stream/", async_view_sync_stream),
     path("events/", events),
     path("async-stream/", async_stream),
+    path("sync-events/", sync_events),
 ]
 
 
@@ -209,3 +230,34 @@ class GZipAsyncStreamTests(ServedLikeByAServer, SimpleTestCase):
     async def test_view_stream_is_closed_when_the_client_leaves_known_failure(self) -> None:
         await self.leave_after(2)
         self.assertEqual(async_stream_finally_ran, [True])
+
+
+# A sync middleware: asgi_bridge's sync chain, where the stream is sent inside a thread context
+# of its own that used to exit before the stream was closed.
+@override_settings(
+    ROOT_URLCONF=__name__, MIDDLEWARE=["django.middleware.security.SecurityMiddleware"]
+)
+class EventStreamSyncSourceTests(ServedLikeByAServer, SimpleTestCase):
+    def setUp(self) -> None:
+        sync_source_finally_ran.clear()
+        self.addCleanup(sync_sources.clear)
+        request_started.disconnect(close_old_connections)
+        self.addCleanup(request_started.connect, close_old_connections)
+
+    async def test_sync_source_is_closed_when_send_fails_mid_stream(self) -> None:
+        messages: list[Message] = [{"type": "http.request", "body": b""}]
+        sent: list[Message] = []
+
+        async def receive() -> Message:
+            if messages:
+                return messages.pop()
+            await asyncio.Event().wait()
+            raise AssertionError("unreachable")
+
+        async def send(message: Message) -> None:
+            if len(sent) == 1:
+                raise OSError("client gone")
+            sent.append(message)
+
+        await asyncio.wait_for(ASGIHandler()(http_scope("/sync-events/"), receive, send), 10)
+        self.assertEqual(sync_source_finally_ran, [True])
