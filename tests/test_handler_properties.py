@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from django.test import SimpleTestCase, override_settings
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from asgi_bridge import ASGIHandler
@@ -382,6 +382,12 @@ class HandlerProperties(SimpleTestCase):
                 raise
             self.escaped = AssertionError
             self.assertTrue(stray_data_after_body(conversation), error)
+        if not opened.jobs_queued:
+            # Without after_response() work, the request is over when the call returns.
+            current = asyncio.current_task()
+            self.assertEqual([task for task in asyncio.all_tasks() if task is not current], [])
+        # A thread is given back once its last job has handed its result to the loop, so it
+        # may still count as busy for a moment: settle() waits for that, within BOUND.
         await self.settle()
         self.check_signals(conversation, client)
         gzip_chain = (
@@ -421,11 +427,14 @@ class HandlerProperties(SimpleTestCase):
     def check_messages(self, conversation: Conversation, client: Client) -> None:
         self.assertEqual(client.after_disconnect, [], "sent after http.disconnect")
         sent = client.sent
+        event(f"escaped {self.escaped.__name__}" if self.escaped else "returned")
         if not sent:
+            event("nothing sent")
             return
         start, *bodies = sent
         self.assertEqual(start["type"], "http.response.start")
         status = start["status"]
+        event(f"status {status}")
         self.assertIsInstance(status, int)
         for name, value in start["headers"]:
             self.assertIsInstance(name, bytes)
