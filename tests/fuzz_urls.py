@@ -7,6 +7,7 @@ raise ViewError before part K.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -30,6 +31,8 @@ class Opened:
         self.lock = threading.Lock()
         self.iterators: list[tuple[Any, list[bool]]] = []
         self.files: list[Any] = []
+        # The names of the views that ran.
+        self.ran: list[str] = []
         self.jobs_queued = 0
         self.jobs_run = 0
         # Set by the property before each example: a real file for FileResponse.
@@ -39,6 +42,7 @@ class Opened:
         with self.lock:
             self.iterators.clear()
             self.files.clear()
+            self.ran.clear()
             self.jobs_queued = self.jobs_run = 0
 
     def iterator(self, iterator: Any, started: list[bool]) -> Any:
@@ -194,6 +198,24 @@ async def async_after(request: HttpRequest, rest: str) -> HttpResponse:
     return HttpResponse(b"later")
 
 
+def recorded(view: Any) -> Any:
+    """The view, noting its name in ``opened.ran`` when called: a hostile path or root_path
+    may reach another view than the one its first segment names."""
+    if asyncio.iscoroutinefunction(view):
+
+        async def run_async(request: HttpRequest, rest: str) -> Any:
+            opened.ran.append(view.__name__)
+            return await view(request, rest)
+
+        return run_async
+
+    def run(request: HttpRequest, rest: str) -> Any:
+        opened.ran.append(view.__name__)
+        return view(request, rest)
+
+    return run
+
+
 VIEWS = {
     view.__name__: view
     for view in (
@@ -214,4 +236,6 @@ VIEWS = {
 }
 STREAMING = {"sync_stream", "async_stream", "async_view_sync_stream", "sse_sync", "sse_async"}
 
-urlpatterns = [re_path(rf"^{name}/(?P<rest>.*)$", view, name=name) for name, view in VIEWS.items()]
+urlpatterns = [
+    re_path(rf"^{name}/(?P<rest>.*)$", recorded(view), name=name) for name, view in VIEWS.items()
+]
