@@ -394,6 +394,13 @@ class Trend:
         )
 
 
+def count_probe_events(base_url: str) -> int:
+    """How many events example_project's /probe/events/ has recorded (downloads, streams...)."""
+    response = httpx.get(f"{base_url}/probe/events/", timeout=OPERATION_TIMEOUT)
+    response.raise_for_status()
+    return len(response.json()["events"])
+
+
 def describe_idle(sample: Sample) -> str:
     return (
         f"RSS {sample.rss_mib:.1f} MiB, {sample.fds} fds, {sample.threads} threads, "
@@ -542,6 +549,7 @@ def soak(args: argparse.Namespace) -> int:
             # Idle again: what the server holds once the traffic is gone (not part of the fit).
             time.sleep(IDLE_WAIT)
             idle = take_sample(server.pid, database, started)
+            probe_events = count_probe_events(server.base_url)
             others_busy = machine.busy_cpu_seconds() - machine_cpu_before - sum(own_cpu.values())
             others_percent = 100 * others_busy / elapsed / (os.cpu_count() or 1)
             client_log = (state / "client.log").read_text(errors="replace")
@@ -585,6 +593,10 @@ def soak(args: argparse.Namespace) -> int:
         print(f"  {trend.describe()}")
     print(f"at the start: {describe_idle(samples[0])}")
     print(f"{IDLE_WAIT:g} s after the traffic ended: {describe_idle(idle)}")
+    print(
+        f"example_project's probe log holds {probe_events} events: it keeps every one (for the "
+        "end-to-end tests), so part of any RSS rise is the example project's, not asgi_bridge's"
+    )
 
     title = (
         f"bench/soak.py, {elapsed / 60:.1f} min on uvicorn, {args.concurrency} workers, "
@@ -600,6 +612,7 @@ def soak(args: argparse.Namespace) -> int:
         "trends": [{**asdict(trend), "upward": trend.upward} for trend in trends],
         "samples": [asdict(sample) for sample in samples],
         "idle_after": asdict(idle),
+        "probe_events": probe_events,
     }
     (results / f"soak-{stamp}.json").write_text(json.dumps(record, indent=1))
     print(f"plot: {png}")
