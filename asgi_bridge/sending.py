@@ -319,3 +319,7 @@ async def close_async_stream(response: HttpResponseBase) -> None:
     aclose = getattr(getattr(response, "_iterator", None), "aclose", None)
     if getattr(response, "is_async", False) and aclose is not None:
         await aclose()
+    # An EventStreamResponse's async source, which its stream never reached if it never started.
+    aclose_source = getattr(response, "aclose_source", None)
+    if aclose_source is not None:
+        await aclose_source()

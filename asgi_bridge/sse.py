@@ -150,6 +150,14 @@ class EventStreamResponse(StreamingHttpResponse):
             raise ValueError(f"ping must be a number of seconds >= 0 or None, not {ping!r}")
         kwargs.setdefault("content_type", CONTENT_TYPE)
         super().__init__(stream_events(source, ping or None), **kwargs)
+        # The reader closes the source once the stream has started; one that never starts (HEAD,
+        # a client gone before the first event) is closed with the response, as Django closes a
+        # sync streaming response's iterator: close() by Django, aclose() by asgi_bridge's
+        # handler (sending.close_async_stream).
+        close = getattr(source, "close", None)
+        if callable(close):
+            self._resource_closers.append(close)  # type: ignore[attr-defined]  # Django's own list
+        self.aclose_source = getattr(source, "aclose", None)
         self.setdefault("Cache-Control", "no-cache")
         # nginx buffers proxied responses unless told not to.
         self.setdefault("X-Accel-Buffering", "no")

@@ -54,12 +54,12 @@ class Opened:
     def unclosed(self, gzip_chain: bool = False) -> list[str]:
         """A description of each iterator or file still open.
 
-        An iterator counts once its body has begun: one never started holds nothing (its
-        ``finally`` has not been entered). That a source with a ``close()`` of its own is never
-        closed when its EventStreamResponse never starts is the known failure kept in
-        test_handler_regressions.EventStreamSourceTests. The other, with ``gzip_chain``: an async
-        stream that GZipMiddleware wrapped is closed only by the garbage collector when the
-        client leaves mid-stream (test_handler_regressions.GZipAsyncStreamTests).
+        A generator counts once its body has begun: one never started holds nothing (its
+        ``finally`` has not been entered); an event source object with a ``close()`` of its own
+        is closed even then (test_handler_regressions.EventStreamSourceTests). The known
+        failure, with ``gzip_chain``: an async stream that GZipMiddleware wrapped is closed only
+        by the garbage collector when the client leaves mid-stream
+        (test_handler_regressions.GZipAsyncStreamTests).
         """
         left = []
         for iterator, started in self.iterators:
