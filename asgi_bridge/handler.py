@@ -69,6 +69,8 @@ logger = logging.getLogger("django.request")
 
 # Seconds a client refused for lack of threads is told to wait before it retries.
 RETRY_AFTER_BUSY = "1"
+# Seconds the end of a request waits for its disconnect listener to take its cancellation.
+LISTENER_STOP_TIMEOUT = 5.0
 
 
 def declared_body_size(scope: Scope) -> int | None:
@@ -522,8 +524,14 @@ class ASGIHandler(django_asgi.ASGIHandler):
                 raise
         finally:
             interruption.disarm()
-            # Usually waiting in receive(), or about to learn the response is complete.
-            listener.cancel()
+            if not listener.done():
+                # Usually waiting in receive(). Waited for, so that no task of the request
+                # outlives the call (a server that runs the app in the task it awaits it from,
+                # as uvicorn does and as wait_for() does since Python 3.12, would otherwise
+                # see it still cancelling; found by tests/test_handler_properties.py). Bounded,
+                # in case a server's receive() does not give way to a cancellation.
+                listener.cancel()
+                await asyncio.wait((listener,), timeout=LISTENER_STOP_TIMEOUT)
             if listener.done() and not listener.cancelled():
                 # Seen, so that asyncio does not log it when a cancellation is on its way out.
                 listener.exception()

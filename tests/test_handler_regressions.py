@@ -223,7 +223,10 @@ class GZipAsyncStreamTests(ServedLikeByAServer, SimpleTestCase):
         await self.leave_after(PARTS + 10)
         self.assertEqual(async_stream_finally_ran, [True])
 
-    @pytest.mark.xfail(strict=True, reason=GZIP_ASYNC_STREAM_NOT_CLOSED)
+    # Not strict: GZipMiddleware's wrapper leaves the view's stream to asyncio's async-generator
+    # finalizer, whose task has run by the time the handler returns on Python 3.12 (CI's tox
+    # environment) but not on 3.11 or 3.13; the stream is closed late, not never.
+    @pytest.mark.xfail(strict=False, reason=GZIP_ASYNC_STREAM_NOT_CLOSED)
     async def test_view_stream_is_closed_when_the_client_leaves_known_failure(self) -> None:
         await self.leave_after(2)
         self.assertEqual(async_stream_finally_ran, [True])
