@@ -5,16 +5,20 @@
     .venv/bin/python bench/soak.py --ci               # 60 s, 6 clients: tests/e2e/test_soak.py
 
 One uvicorn process serves example_project (``DEBUG = False``) on a free 127.0.0.1 port, with
-its own migrated SQLite database, collected static files and a superuser, all in a temporary
+its own migrated database, collected static files and a superuser, all in a temporary
 directory; it is started and stopped by tests/e2e/conftest.py's helpers, so by process group,
-also on failure or Ctrl-C. A client process of this module (asyncio, httpx and websockets)
-drives --concurrency workers, each picking the next operation at random by weight (TRAFFIC),
-plus chat rooms with listeners that come and go and an admin login and logout every few seconds,
-the example project's only view that writes to the database.
+also on failure or Ctrl-C. The database is a throwaway PostgreSQL server (tests/e2e/postgres.py)
+with persistent connections (``CONN_MAX_AGE = 60``, ``CONN_HEALTH_CHECKS``), as production
+runs; ``--database sqlite`` uses a SQLite file instead. A client process of this module
+(asyncio, httpx and websockets) drives --concurrency workers, each picking the next operation at
+random by weight (TRAFFIC), plus chat rooms with listeners that come and go and an admin login
+and logout every few seconds. The ORM writes create a row and delete it again, so the pages that
+list the table stay the same size.
 
 Every --interval seconds the server's resident set (VmRSS), open file descriptors
-(/proc/<pid>/fd), threads (/proc/<pid>/task) and database connections (descriptors open on the
-SQLite file) are sampled. After the warm-up (the first --warmup fraction of the run) each series
+(/proc/<pid>/fd), threads (/proc/<pid>/task) and database connections (the database's client
+backends in PostgreSQL's pg_stat_activity; with SQLite, descriptors open on the database file)
+are sampled. After the warm-up (the first --warmup fraction of the run) each series
 gets a least-squares slope, and a series *trends upward* when both
 
 - its slope times the measured span (the rise the fit predicts over the run after warm-up) is
@@ -62,7 +66,7 @@ import servers  # noqa: E402
 import websockets  # noqa: E402
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 
-from tests.e2e import conftest  # noqa: E402
+from tests.e2e import conftest, postgres  # noqa: E402
 
 RESULTS_DIR = BENCH_DIR / "results"
 HOST = "127.0.0.1"
@@ -73,6 +77,14 @@ ECHO_SIZE = 64 * 1024
 ABORTED_UPLOAD_SIZE = 4 * MiB  # announced; a tenth of it is sent before the client leaves
 OPERATION_TIMEOUT = 30.0
 ADMIN_USER, ADMIN_PASSWORD = "soak", "soak-password-not-secret"
+PG_DATABASE, PG_USER = "asgi_bridge_soak", "example"
+# Persistent connections, checked before reuse: what a production deployment on PostgreSQL runs.
+CONN_MAX_AGE = 60
+# The database's connections from the server: client backends, not PostgreSQL's own workers.
+PG_BACKENDS = """
+    SELECT count(*) FROM pg_stat_activity
+    WHERE datname = %s AND usename = %s AND backend_type = 'client backend'
+"""
 MAX_ERROR_RATE = 0.01
 IDLE_WAIT = 3.0
 # How far each series may rise after warm-up before the run fails (see the module docstring).
@@ -151,6 +163,20 @@ class Traffic:
         response = await self.client.post("/form/", data=data)
         if response.status_code != 200 or name not in response.text:
             raise AssertionError(f"POST /form/ answered {response.status_code}")
+
+    async def orm_write(self, kind: str) -> None:
+        """Create a row and delete it again (in a transaction, or through the async ORM)."""
+        path = f"/items/scratch/{kind}/"
+        data = {"name": "soak", "csrfmiddlewaretoken": await self.csrf_token()}
+        response = await self.client.post(path, data=data)
+        if response.status_code != 200 or not response.text.isdigit():
+            raise AssertionError(f"POST {path} answered {response.status_code}")
+
+    async def orm_write_sync(self) -> None:
+        await self.orm_write("sync")
+
+    async def orm_write_async(self) -> None:
+        await self.orm_write("async")
 
     async def echo(self) -> None:
         body = self.upload[:ECHO_SIZE]
@@ -244,6 +270,8 @@ TRAFFIC: dict[str, tuple[Callable[[Traffic], Awaitable[None]], int]] = {
     "items_json": (Traffic.items_json, 5),
     "item_count": (Traffic.item_count, 3),
     "form_post": (Traffic.form_post, 3),
+    "orm_write_sync": (Traffic.orm_write_sync, 3),
+    "orm_write_async": (Traffic.orm_write_async, 3),
     "echo": (Traffic.echo, 3),
     "upload": (Traffic.upload_file, 2),
     "download": (Traffic.download, 1),
@@ -352,7 +380,28 @@ class Sample:
     db_connections: int
 
 
-def take_sample(pid: int, database: Path, started: float) -> Sample:
+class ConnectionCounter:
+    """Counts the server's database connections: in pg_stat_activity, or on the SQLite file."""
+
+    def __init__(self, sqlite_file: Path | None = None, pg: postgres.PostgresServer | None = None):
+        self.sqlite_file = sqlite_file
+        # The monitor's own connection is to the "postgres" database, so it is never counted.
+        self.monitor = pg.connect() if pg is not None else None
+
+    def count(self, fd_targets: list[str]) -> int:
+        if self.monitor is not None:
+            row = self.monitor.execute(PG_BACKENDS, (PG_DATABASE, PG_USER)).fetchone()
+            return int(row[0]) if row else 0
+        # A SQLite connection holds one descriptor on the database file (its journal comes and
+        # goes with each write).
+        return sum(target == str(self.sqlite_file) for target in fd_targets)
+
+    def close(self) -> None:
+        if self.monitor is not None:
+            self.monitor.close()
+
+
+def take_sample(pid: int, connections: ConnectionCounter, started: float) -> Sample:
     status = Path(f"/proc/{pid}/status").read_text()
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
     fd_dir = Path(f"/proc/{pid}/fd")
@@ -365,9 +414,7 @@ def take_sample(pid: int, database: Path, started: float) -> Sample:
         rss_mib=round(int(fields["VmRSS"].split()[0]) / 1024, 2),
         fds=len(targets),
         threads=len(os.listdir(f"/proc/{pid}/task")),
-        # A SQLite connection holds one descriptor on the database file (its journal comes and
-        # goes with each write).
-        db_connections=sum(target == str(database) for target in targets),
+        db_connections=connections.count(targets),
     )
 
 
@@ -457,9 +504,19 @@ def draw(samples: list[Sample], trends: list[Trend], warmup: float, title: str, 
     plt.close(figure)
 
 
-def prepare(state: Path) -> conftest.ServerEnvironment:
+def prepare(state: Path, pg: postgres.PostgresServer | None) -> conftest.ServerEnvironment:
     """A migrated database with a superuser and collected static files, as conftest makes them."""
     env = conftest.build_server_env(state / "db.sqlite3", state / "big.bin")
+    if pg is not None:
+        pg.create_database(PG_DATABASE, PG_USER)
+        env.update(
+            EXAMPLE_PG_NAME=PG_DATABASE,
+            EXAMPLE_PG_HOST=pg.host,
+            EXAMPLE_PG_PORT=str(pg.port),
+            EXAMPLE_PG_USER=PG_USER,
+            EXAMPLE_CONN_MAX_AGE=str(CONN_MAX_AGE),
+            EXAMPLE_CONN_HEALTH_CHECKS="1",
+        )
     env.update(
         DJANGO_SUPERUSER_USERNAME=ADMIN_USER,
         DJANGO_SUPERUSER_PASSWORD=ADMIN_PASSWORD,
@@ -506,16 +563,23 @@ def soak(args: argparse.Namespace) -> int:
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
     busy_before = machine.busy_cpu_percent()
-    with tempfile.TemporaryDirectory(prefix="soak-") as state_dir:
-        state = Path(state_dir)
-        environment = prepare(state)
-        database = state / "db.sqlite3"
+    with contextlib.ExitStack() as stack:
+        state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="soak-")))
+        pg = None
         try:
+            if args.database == "postgresql":
+                (state / "postgres-logs").mkdir()
+                pg = postgres.start_postgres(state / "postgres-logs")
+                stack.callback(pg.stop)
+            environment = prepare(state, pg)
             server = conftest.start_retrying_taken_ports(
                 lambda: conftest.spawn_server("uvicorn", HOST, environment), "uvicorn"
             )
         except conftest.pytest.fail.Exception as exc:
             raise SystemExit(str(exc)) from None
+        stack.callback(server.stop)
+        connections = ConnectionCounter(state / "db.sqlite3", pg)
+        stack.callback(connections.close)
         samples: list[Sample] = []
         client = None
         try:
@@ -526,7 +590,8 @@ def soak(args: argparse.Namespace) -> int:
             )
             own_cpu = {server.pid: 0.0, client.pid: 0.0}
             print(
-                f"soak: uvicorn pid {server.pid} at {server.base_url}, client pid {client.pid}; "
+                f"soak: uvicorn pid {server.pid} at {server.base_url} on {args.database}"
+                f"{f' (pid {pg.pid})' if pg is not None else ''}, client pid {client.pid}; "
                 f"{args.duration:.0f} s, warm-up {args.duration * args.warmup:.0f} s, "
                 f"{args.concurrency} workers, {args.rooms} rooms x {args.listeners} listeners",
                 flush=True,
@@ -537,7 +602,7 @@ def soak(args: argparse.Namespace) -> int:
                     raise SystemExit(f"uvicorn exited during the soak:\n{server.describe()}")
                 if time.monotonic() - started > args.duration + 60:
                     raise SystemExit("the client did not finish within a minute of its duration")
-                samples.append(take_sample(server.pid, database, started))
+                samples.append(take_sample(server.pid, connections, started))
                 for pid in own_cpu:
                     with contextlib.suppress(OSError):
                         own_cpu[pid] = servers.cpu_seconds([pid])
@@ -548,7 +613,7 @@ def soak(args: argparse.Namespace) -> int:
             elapsed = time.monotonic() - started
             # Idle again: what the server holds once the traffic is gone (not part of the fit).
             time.sleep(IDLE_WAIT)
-            idle = take_sample(server.pid, database, started)
+            idle = take_sample(server.pid, connections, started)
             probe_events = count_probe_events(server.base_url)
             others_busy = machine.busy_cpu_seconds() - machine_cpu_before - sum(own_cpu.values())
             others_percent = 100 * others_busy / elapsed / (os.cpu_count() or 1)
@@ -559,7 +624,6 @@ def soak(args: argparse.Namespace) -> int:
         finally:
             if client is not None:
                 conftest.stop_process_group(client, lambda: os.killpg(client.pid, signal.SIGTERM))
-            server.stop()
 
     warmup = args.duration * args.warmup
     trends = [judge(samples, metric, warmup) for metric in TOLERANCES]
@@ -599,7 +663,8 @@ def soak(args: argparse.Namespace) -> int:
     )
 
     title = (
-        f"bench/soak.py, {elapsed / 60:.1f} min on uvicorn, {args.concurrency} workers, "
+        f"bench/soak.py, {elapsed / 60:.1f} min on uvicorn and {args.database}, "
+        f"{args.concurrency} workers, "
         f"git {machine.git_revision()}, {stamp}"
     )
     png = results / f"soak-{stamp}.png"
@@ -635,6 +700,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, help="client workers (default 16, --ci 6)")
     parser.add_argument("--interval", type=float, help="seconds between samples (5, --ci 2)")
     parser.add_argument("--warmup", type=float, default=0.25, help="fraction (default 0.25)")
+    parser.add_argument(
+        "--database",
+        choices=["postgresql", "sqlite"],
+        default="postgresql",
+        help="a throwaway PostgreSQL server (default), or a SQLite file",
+    )
     parser.add_argument("--rooms", type=int, default=4, help="chat rooms (default 4)")
     parser.add_argument("--listeners", type=int, help="listeners per room (3, --ci 2)")
     parser.add_argument(

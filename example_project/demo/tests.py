@@ -25,6 +25,7 @@ from asgi_bridge.broadcasting import groups
 from asgi_bridge.testing import ASGIClient
 from demo import views
 from demo.bigfile import BIG_FILE_SIZE, big_file_bytes, ensure_big_file
+from demo.models import Item
 from demo.probes import PROBES
 
 CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
@@ -82,6 +83,34 @@ class PageTests(TestCase):
         response = self.client.get("/admin/")
         self.assertEqual(response.status_code, 302)
         self.assertIn("/admin/login/", response["Location"])
+
+
+class ItemScratchTests(TestCase):
+    """The soak's ORM writes: a row created and deleted, so the table stays as seeded."""
+
+    def test_each_post_writes_a_new_row_and_removes_it(self) -> None:
+        for path in ["/items/scratch/sync/", "/items/scratch/async/"]:
+            with self.subTest(path=path):
+                ids = []
+                for _ in range(2):
+                    response = self.client.post(path, {"name": "scratch"})
+                    self.assertEqual(response.status_code, 200)
+                    ids.append(int(response.content))
+                self.assertLess(ids[0], ids[1])
+                self.assertFalse(Item.objects.filter(pk__in=ids).exists())
+                self.assertEqual(Item.objects.count(), 5)
+
+    def test_sync_write_is_one_transaction(self) -> None:
+        # SAVEPOINT, INSERT, DELETE, RELEASE (the test's own transaction surrounds it).
+        with self.assertNumQueries(4):
+            self.client.post("/items/scratch/sync/", {"name": "scratch"})
+
+    def test_get_is_refused_and_csrf_applies(self) -> None:
+        for path in ["/items/scratch/sync/", "/items/scratch/async/"]:
+            with self.subTest(path=path):
+                self.assertEqual(self.client.get(path).status_code, 405)
+                strict = Client(enforce_csrf_checks=True)
+                self.assertEqual(strict.post(path, {"name": "x"}).status_code, 403)
 
 
 class FormTests(SimpleTestCase):

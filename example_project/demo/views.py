@@ -25,6 +25,7 @@ from typing import TypedDict, TypeVar
 from django.conf import settings
 from django.core.exceptions import BadRequest
 from django.core.files.base import ContentFile
+from django.db import transaction
 from django.forms import Form
 from django.http import (
     FileResponse,
@@ -124,6 +125,28 @@ def hello_sync(request: HttpRequest) -> HttpResponse:
 async def item_list_json(request: HttpRequest) -> JsonResponse:
     rows = Item.objects.order_by("id").values("id", "name")
     return JsonResponse({"items": [row async for row in rows]})
+
+
+# A database write that leaves the table as it was: bench/soak.py's ORM writes ------------------
+
+
+@require_POST
+def item_scratch_sync(request: HttpRequest) -> HttpResponse:
+    """Create an Item and delete it again in one transaction; answer with the new row's id."""
+    with transaction.atomic():
+        item = Item.objects.create(name=request.POST.get("name", "scratch")[:100])
+        item_id = item.pk
+        item.delete()
+    return HttpResponse(str(item_id), content_type=TEXT_PLAIN)
+
+
+@require_POST
+async def item_scratch_async(request: HttpRequest) -> HttpResponse:
+    """The same through Django's async ORM, which runs each query on a pool thread."""
+    item = await Item.objects.acreate(name=request.POST.get("name", "scratch")[:100])
+    item_id = item.pk
+    await item.adelete()
+    return HttpResponse(str(item_id), content_type=TEXT_PLAIN)
 
 
 # Request bodies and metadata -------------------------------------------------------------------
