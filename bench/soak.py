@@ -569,8 +569,7 @@ def soak(args: argparse.Namespace) -> int:
         try:
             if args.database == "postgresql":
                 (state / "postgres-logs").mkdir()
-                pg = postgres.start_postgres(state / "postgres-logs")
-                stack.callback(pg.stop)
+                pg = stack.enter_context(postgres.running_postgres(state / "postgres-logs"))
             environment = prepare(state, pg)
             server = conftest.start_retrying_taken_ports(
                 lambda: conftest.spawn_server("uvicorn", HOST, environment), "uvicorn"

@@ -194,6 +194,26 @@ class EventStreamSourceTests(ServedLikeByAServer, SimpleTestCase):
 
 
 @override_settings(ROOT_URLCONF=__name__, MIDDLEWARE=["django.middleware.gzip.GZipMiddleware"])
+async def serve_until_send_fails(scope: dict[str, Any], sends: int) -> None:
+    """Serve ``scope`` to a client whose send fails as a server's does once the client has left,
+    after ``sends`` messages; its receive gives an empty body, then waits."""
+    messages: list[Message] = [{"type": "http.request", "body": b""}]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        if messages:
+            return messages.pop()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def send(message: Message) -> None:
+        if len(sent) == sends:
+            raise OSError("client gone")
+        sent.append(message)
+
+    await asyncio.wait_for(ASGIHandler()(scope, receive, send), 10)
+
+
 class GZipAsyncStreamTests(ServedLikeByAServer, SimpleTestCase):
     def setUp(self) -> None:
         async_streams.clear()
@@ -202,22 +222,8 @@ class GZipAsyncStreamTests(ServedLikeByAServer, SimpleTestCase):
         self.addCleanup(request_started.connect, close_old_connections)
 
     async def leave_after(self, sends: int) -> None:
-        messages: list[Message] = [{"type": "http.request", "body": b""}]
-        sent: list[Message] = []
-
-        async def receive() -> Message:
-            if messages:
-                return messages.pop()
-            await asyncio.Event().wait()
-            raise AssertionError("unreachable")
-
-        async def send(message: Message) -> None:
-            if len(sent) == sends:
-                raise OSError("client gone")
-            sent.append(message)
-
         scope = http_scope("/async-stream/", headers=[(b"accept-encoding", b"gzip")])
-        await asyncio.wait_for(ASGIHandler()(scope, receive, send), 10)
+        await serve_until_send_fails(scope, sends)
 
     async def test_view_stream_is_closed_when_sent_whole(self) -> None:
         await self.leave_after(PARTS + 10)
@@ -245,19 +251,5 @@ class EventStreamSyncSourceTests(ServedLikeByAServer, SimpleTestCase):
         self.addCleanup(request_started.connect, close_old_connections)
 
     async def test_sync_source_is_closed_when_send_fails_mid_stream(self) -> None:
-        messages: list[Message] = [{"type": "http.request", "body": b""}]
-        sent: list[Message] = []
-
-        async def receive() -> Message:
-            if messages:
-                return messages.pop()
-            await asyncio.Event().wait()
-            raise AssertionError("unreachable")
-
-        async def send(message: Message) -> None:
-            if len(sent) == 1:
-                raise OSError("client gone")
-            sent.append(message)
-
-        await asyncio.wait_for(ASGIHandler()(http_scope("/sync-events/"), receive, send), 10)
+        await serve_until_send_fails(http_scope("/sync-events/"), 1)
         self.assertEqual(sync_source_finally_ran, [True])

@@ -10,6 +10,7 @@ only ``ASGI_BRIDGE_SKIP_POSTGRES=1`` turns that into a skip.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import re
@@ -18,7 +19,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -298,3 +299,13 @@ def start_postgres(log_dir: Path) -> PostgresServer:
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def running_postgres(log_dir: Path) -> Iterator[PostgresServer]:
+    """start_postgres(), stopped and its directory removed when the block ends."""
+    server = start_postgres(log_dir)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -34,7 +34,7 @@ from .conftest import (
     read_log_tail,
     start_server,
 )
-from .postgres import PostgresServer, start_postgres
+from .postgres import PostgresServer, running_postgres
 
 if TYPE_CHECKING:
     from psycopg import Connection
@@ -222,11 +222,8 @@ def run_load(
 
 @pytest.fixture(scope="module")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    server = start_postgres(tmp_path_factory.mktemp("postgres_logs"))
-    try:
+    with running_postgres(tmp_path_factory.mktemp("postgres_logs")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from .conftest import (
     migrate,
     start_server,
 )
-from .postgres import PostgresServer, start_postgres
+from .postgres import PostgresServer, running_postgres
 from .test_postgres_connections import (
     APP_USER,
     ORM_PATH,
@@ -48,11 +48,8 @@ PHASE_TIMEOUT = 30.0
 
 @pytest.fixture(scope="module")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    server = start_postgres(tmp_path_factory.mktemp("postgres_fault_logs"))
-    try:
+    with running_postgres(tmp_path_factory.mktemp("postgres_fault_logs")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
