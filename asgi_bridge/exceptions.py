@@ -1,10 +1,16 @@
 """Exceptions asgi_bridge raises, each a subclass of the Django exception it refines."""
 
-from django.core.exceptions import RequestAborted, RequestDataTooBig
+from django.core.exceptions import BadRequest, RequestAborted, RequestDataTooBig
 
 
 class ClientDisconnected(RequestAborted):
     """The server refused a message because the client has gone away."""
+
+
+class RequestHeaderInvalid(BadRequest):
+    """A request header Django cannot parse, such as a ``Content-Type`` past Django's
+    ``MAX_HEADER_LENGTH`` (Django 6.0+ raises ValueError): answered 400, as Django answers a
+    query string that is not UTF-8."""
 
 
 class RequestBodyTimeout(Exception):

@@ -7,7 +7,7 @@ import io
 import logging
 import sys
 import tempfile
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from contextlib import closing
 from contextvars import ContextVar
 from functools import cached_property, partial
@@ -19,7 +19,7 @@ from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers import asgi as django_asgi
 from django.core.handlers.base import BaseHandler
-from django.http import FileResponse, HttpResponse
+from django.http import FileResponse, HttpResponse, HttpResponseBadRequest
 from django.http.response import HttpResponseBase
 from django.urls import set_script_prefix
 
@@ -33,6 +33,7 @@ from .exceptions import (
     RequestBodyTooLarge,
     RequestBodyTooSlow,
     RequestBodyUnstorable,
+    RequestHeaderInvalid,
     ThreadUnavailable,
 )
 from .instrumentation import DJANGO_CALL, DjangoASGIHandler
@@ -390,6 +391,19 @@ class ASGIHandler(django_asgi.ASGIHandler):
                 cycle.response = self.prepare_response(cast(HttpResponseBase, error_response))
             else:
                 cycle.response = await self.run_get_response(cast(ASGIRequest, request))
+
+    def create_request(
+        self, scope: Mapping[str, Any], body_file: IO[bytes]
+    ) -> tuple[django_asgi.ASGIRequest, None] | tuple[None, HttpResponseBase]:
+        """Django's create_request(); a header Django cannot parse is a 400, logged as Django
+        logs a query string that is not UTF-8."""
+        try:
+            return super().create_request(scope, body_file)
+        except RequestHeaderInvalid as error:
+            logger.warning(
+                "Bad Request (%s)", error, exc_info=sys.exc_info(), extra={"status_code": 400}
+            )
+            return None, HttpResponseBadRequest()
 
     async def handle_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve a WebSocket: its handshake is a GET through the middleware to the view, which

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.handlers import asgi as django_asgi
 
+from .exceptions import RequestHeaderInvalid
 from .types import Scope
 
 # A cookie header split across several HTTP/2 header fields is rejoined with "; " (RFC 9113 8.2.3);
@@ -165,7 +166,12 @@ class ASGIRequest(django_asgi.ASGIRequest):
         meta.update(header_meta(scope.get("headers", ())))
         # Assigned once so that subclasses instrumenting META see a single write.
         self.META = meta
-        self._set_content_type_params(self.META)  # type: ignore[attr-defined]
+        try:
+            self._set_content_type_params(self.META)  # type: ignore[attr-defined]
+        except ValueError as error:
+            # Django 6.0+ refuses a Content-Type longer than MAX_HEADER_LENGTH; its own
+            # ASGIRequest lets the ValueError through to the server as a 500 and a traceback.
+            raise RequestHeaderInvalid(f"Content-Type: {error}") from error
         self._stream = body_file  # type: ignore[assignment]
 
     @cached_property

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from django.http import FileResponse
 from django.http.response import HttpResponseBase
 
+from .aio import wait_for_end
 from .exceptions import ClientDisconnected
 from .threads import on_request_thread
 from .types import Message, Scope, Send
@@ -298,7 +299,7 @@ async def send_sync_stream(
     finally:
         pipe.stop()
         # The worker returns after its current part; response.close() must not run before.
-        await asyncio.wait((producer,))
+        await wait_for_end(producer)
 
 
 async def send_async_stream(

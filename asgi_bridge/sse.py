@@ -8,7 +8,6 @@ that a keep-alive comment can go out while the source is still waiting for its n
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 from collections.abc import (
@@ -26,6 +25,8 @@ from typing import Any, TypeAlias
 from asgiref.sync import sync_to_async
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, StreamingHttpResponse
+
+from .aio import wait_for_end
 
 __all__ = ["EventStreamResponse", "ServerSentEvent", "last_event_id"]
 
@@ -184,17 +185,8 @@ async def stream_events(source: Events, ping: float | None) -> AsyncIterator[byt
         # Closing the response (the client left, the stream ended or failed) stops the reader,
         # which closes the source so that its ``finally`` runs now.
         reader.cancel()
-        try:
-            await asyncio.wait((reader,))
-        except asyncio.CancelledError:
-            # Cancelled while the reader closes the source (the client left mid-close): the
-            # reader still gets to finish, so that no task of the request outlives it; a
-            # second cancellation is not held up (found by tests/test_handler_properties.py
-            # on Python 3.12, whose wait_for() runs the handler in the caller's task).
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait((reader,))
-            raise
-        if reader.done() and not reader.cancelled():
+        await wait_for_end(reader)
+        if not reader.cancelled():
             # Retrieved so that asyncio does not log it: nobody is left to send it to.
             reader.exception()
 

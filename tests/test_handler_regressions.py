@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from unittest import mock
 
+import django
 import pytest
 from django.core.signals import request_started
 from django.db import close_old_connections
-from django.http import HttpRequest, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.test import SimpleTestCase, override_settings
 from django.urls import path
 
@@ -17,7 +20,7 @@ from asgi_bridge import ASGIHandler
 from asgi_bridge.sse import EventStreamResponse
 from asgi_bridge.types import Message
 
-from .asgi import ServedLikeByAServer, http_scope
+from .asgi import RecordingSend, ScriptedReceive, ServedLikeByAServer, http_scope
 
 PARTS = 40
 # Known failure, in asgi_bridge/sse.py (outside the handler): stream_events() closes the source
@@ -253,3 +256,48 @@ class EventStreamSyncSourceTests(ServedLikeByAServer, SimpleTestCase):
     async def test_sync_source_is_closed_when_send_fails_mid_stream(self) -> None:
         await serve_until_send_fails(http_scope("/sync-events/"), 1)
         self.assertEqual(sync_source_finally_ran, [True])
+
+
+def hello(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("hello")
+
+
+@override_settings(ROOT_URLCONF=__name__)
+class UnparsableHeaderTests(ServedLikeByAServer, SimpleTestCase):
+    """A Content-Type Django cannot parse (Django 6.0+ refuses one past MAX_HEADER_LENGTH with
+    a ValueError) is a 400, not a traceback for the server (found by the hostile scopes)."""
+
+    def setUp(self) -> None:
+        request_started.disconnect(close_old_connections)
+        self.addCleanup(request_started.connect, close_old_connections)
+
+    async def status_for(self, content_type: bytes) -> int:
+        send = RecordingSend()
+        headers = [(b"host", b"testserver"), (b"content-type", content_type)]
+        receive = ScriptedReceive({"type": "http.request", "body": b""})
+        await asyncio.wait_for(
+            ASGIHandler()(http_scope("/hello/", headers=headers), receive, send), 10
+        )
+        return int(send.messages[0]["status"])
+
+    async def test_an_overlong_content_type(self) -> None:
+        content_type = b"text/plain; " + b"v" * 20_000
+        # Django 5.2 parses a header of any length; 6.0 and later refuse it.
+        refused = django.VERSION >= (6, 0)
+        logged = self.assertLogs("django.request", "WARNING")
+        with logged if refused else contextlib.nullcontext():
+            status = await self.status_for(content_type)
+        self.assertEqual(status, 400 if refused else 200)
+
+    async def test_any_value_error_of_the_content_type_parser(self) -> None:
+        refuse = mock.patch(
+            "django.http.request.parse_header_parameters",
+            side_effect=ValueError("Unable to parse header parameters (value too long)."),
+        )
+        with refuse, self.assertLogs("django.request", "WARNING") as logs:
+            status = await self.status_for(b"text/plain")
+        self.assertEqual(status, 400)
+        self.assertIn("Bad Request (Content-Type: Unable to parse", logs.output[0])
+
+
+urlpatterns += [path("hello/", hello)]
