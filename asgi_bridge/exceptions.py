@@ -9,8 +9,9 @@ class ClientDisconnected(RequestAborted):
 
 class RequestHeaderInvalid(BadRequest):
     """A request header Django cannot parse, such as a ``Content-Type`` past Django's
-    ``MAX_HEADER_LENGTH`` (Django 6.0+ raises ValueError): answered 400, as Django answers a
-    query string that is not UTF-8."""
+    ``MAX_HEADER_LENGTH`` (Django 6.0 raises ValueError, 6.1 BadRequest, and neither is caught
+    by its create_request()): answered 400, as Django answers a query string that is not
+    UTF-8."""
 
 
 class RequestBodyTimeout(Exception):

@@ -150,6 +150,27 @@ def cancelling(task: asyncio.Task[Any]) -> int:
     return count() if count is not None else 0
 
 
+def ends_on_this_cancel(
+    response: HttpResponseBase, channel: ResponseChannel, error: BaseException
+) -> bool:
+    """Whether ``error`` is a cancellation that ends an event stream properly: one that is not
+    the handler's own (that one comes with the client gone) on a stream with no natural end,
+    such as the server's at the end of its graceful shutdown timeout. The cancellation is then
+    taken back, and the response's last message sent as for a stream that ran out."""
+    if not (
+        isinstance(error, asyncio.CancelledError)
+        and getattr(response, "ends_cleanly_when_cancelled", False)
+        and not channel.client_left
+    ):
+        return False
+    task = asyncio.current_task()
+    uncancel = getattr(task, "uncancel", None)
+    if uncancel is not None:  # Python 3.11+: the cancel is handled, not left pending.
+        uncancel()
+    logger.debug("Event stream cancelled (the server shutting down?): ending it properly.")
+    return True
+
+
 def raise_unexpected_error(task: asyncio.Task[Any]) -> None:
     """Re-raise what ``task`` raised, unless it is still ending, was cancelled or saw the
     client go away."""
@@ -260,6 +281,23 @@ class ASGIHandler(django_asgi.ASGIHandler):
     def lifespan(self) -> Lifespan:
         """This application's lifespan: its startup and shutdown hooks and their state."""
         return Lifespan(self)
+
+    @cached_property
+    def event_streams(self) -> set[asyncio.Task[Any]]:
+        """The tasks sending an EventStreamResponse now: ended at lifespan shutdown."""
+        return set()
+
+    async def end_event_streams(self, timeout: float) -> None:
+        """End every open event stream properly, as a stream that ran out, waiting up to
+        ``timeout`` seconds: at shutdown, so that clients reconnect elsewhere rather than see
+        a cut response. uvicorn and hypercorn cancel them at their graceful timeout, before
+        the lifespan shutdown; other servers do not, so this cancels what is left."""
+        streams = {task for task in self.event_streams if not task.done()}
+        for task in streams:
+            if not cancelling(task):
+                task.cancel()
+        if streams:
+            await asyncio.wait(streams, timeout=timeout)
 
     @cached_property
     def background(self) -> BackgroundWork:
@@ -752,16 +790,25 @@ class ASGIHandler(django_asgi.ASGIHandler):
                 await channel(body_message(cast(bytes, chunk), not last))
         else:
             if response.is_async:  # type: ignore[attr-defined]
-                # The iterator's own sync_to_async calls run on the request's thread.
-                async with request_thread_context():
-                    try:
-                        await send_async_stream(response, channel, self.chunk_bytes)
-                    except BaseException:
-                        # Closed in the context its tasks were started in: once it exits, an
-                        # EventStreamResponse's reader could not close a sync source on the
-                        # thread (found by tests/test_handler_properties.py).
-                        await close_async_stream(response)
-                        raise
+                endless = getattr(response, "ends_cleanly_when_cancelled", False)
+                task = asyncio.current_task() if endless else None
+                if task is not None:
+                    self.event_streams.add(task)
+                try:
+                    # The iterator's own sync_to_async calls run on the request's thread.
+                    async with request_thread_context():
+                        try:
+                            await send_async_stream(response, channel, self.chunk_bytes)
+                        except BaseException as error:
+                            # Closed in the context its tasks were started in: once it exits,
+                            # an EventStreamResponse's reader could not close a sync source on
+                            # the thread (found by tests/test_handler_properties.py).
+                            await close_async_stream(response)
+                            if not ends_on_this_cancel(response, channel, error):
+                                raise
+                finally:
+                    if task is not None:
+                        self.event_streams.discard(task)
             else:
                 await send_sync_stream(
                     response.streaming_content,  # type: ignore[attr-defined]

@@ -32,6 +32,9 @@ logger = logging.getLogger("asgi_bridge")
 # The scope extension asgi_bridge.testing's client advertises: a test process, whose objects
 # are not frozen out of the garbage collector at startup.
 TEST_CLIENT_EXTENSION = "asgi_bridge.testing"
+# Seconds the lifespan shutdown gives open event streams to end properly (ASGIHandler.
+# end_event_streams): each needs a few loop turns, and a thread visit for a sync source.
+EVENT_STREAMS_END_TIMEOUT = 2.0
 
 Hook = Callable[..., AbstractAsyncContextManager[Mapping[str, Any] | None]]
 
@@ -110,9 +113,11 @@ class Lifespan:
         self.started = True
 
     async def shutdown(self) -> None:
-        """Wait for after_response() work, send the shutdown signal, exit hooks in reverse."""
+        """End open event streams, wait for after_response() work, send the shutdown signal,
+        exit hooks in reverse."""
         stack, self._exit_stack = self._exit_stack, None
         try:
+            await self.handler.end_event_streams(EVENT_STREAMS_END_TIMEOUT)
             await self.handler.background.drain(bridge_settings().background_shutdown_timeout)
             await signals.shutdown.asend(sender=self.handler.__class__, state=self.state)
         finally:

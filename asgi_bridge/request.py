@@ -8,7 +8,7 @@ from functools import cached_property
 from typing import IO, Any
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import BadRequest, RequestDataTooBig
 from django.core.handlers import asgi as django_asgi
 
 from .exceptions import RequestHeaderInvalid
@@ -168,9 +168,10 @@ class ASGIRequest(django_asgi.ASGIRequest):
         self.META = meta
         try:
             self._set_content_type_params(self.META)  # type: ignore[attr-defined]
-        except ValueError as error:
-            # Django 6.0+ refuses a Content-Type longer than MAX_HEADER_LENGTH; its own
-            # ASGIRequest lets the ValueError through to the server as a 500 and a traceback.
+        except (ValueError, BadRequest) as error:
+            # Django 6.0+ refuses a Content-Type longer than MAX_HEADER_LENGTH (6.0 with a
+            # ValueError, 6.1 with a BadRequest); its own create_request() lets either through
+            # to the server as a 500 and a traceback.
             raise RequestHeaderInvalid(f"Content-Type: {error}") from error
         self._stream = body_file  # type: ignore[assignment]
 

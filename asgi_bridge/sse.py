@@ -143,7 +143,14 @@ class EventStreamResponse(StreamingHttpResponse):
     as ServerSentEvent's keyword arguments). After ``ping`` seconds without an event a ``: ping``
     comment keeps proxies and the browser from dropping the connection; ``ping=None`` or ``0``
     sends none. Other keyword arguments go to StreamingHttpResponse.
+
+    When the server cancels the stream (its graceful shutdown timeout), asgi_bridge's handler
+    ends the response properly instead of leaving it cut, so the client sees a complete
+    response; EventSource then reconnects, to another process or after the restart.
     """
+
+    # Read by asgi_bridge's handler: a stream with no natural end, so ending it is no truncation.
+    ends_cleanly_when_cancelled = True
 
     def __init__(self, source: Events, ping: float | None = DEFAULT_PING, **kwargs: Any) -> None:
         if isinstance(source, (str, bytes)):

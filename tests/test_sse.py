@@ -25,7 +25,7 @@ from asgi_bridge.sse import (
     last_event_id,
 )
 
-from .asgi import body_of, collect_response, http_scope
+from .asgi import body_of, collect_response, http_scope, started_lifespan
 
 # What the views and their sources saw; tests clear it in setUp.
 observed: dict[str, Any] = {}
@@ -159,7 +159,19 @@ def plain_stream_view(request: HttpRequest) -> StreamingHttpResponse:
     return StreamingHttpResponse(iter([b"data: plain\n\n"]), content_type="text/event-stream")
 
 
+async def endless_plain_parts() -> AsyncIterator[bytes]:
+    while True:
+        yield b"part\n"
+        await asyncio.sleep(0.01)
+
+
+def endless_plain_view(request: HttpRequest) -> StreamingHttpResponse:
+    # A stream that does have an end: cancelling it must leave it visibly cut.
+    return StreamingHttpResponse(endless_plain_parts())
+
+
 urlpatterns = [
+    path("endless-plain/", endless_plain_view),
     path("sse/async/", async_view),
     path("sse/sync/", sync_view),
     path("sse/async-waiting/", async_waiting_view),
@@ -502,6 +514,73 @@ class DisconnectTests(HandlerTestCase):
         gates["sync"].set()
         await communicator.wait(timeout=TIMEOUT)
         self.assertEqual(observed["sync_finally"], 1)
+        self.assertEqual(self.finished.calls, 1)
+
+
+class ShutdownTests(HandlerTestCase):
+    """A server's graceful shutdown: an event stream has no natural end, so one cancelled by
+    the server, or still open at the lifespan shutdown, ends as a stream that ran out."""
+
+    async def open_stream(self, application: Any, url: str) -> ApplicationCommunicator:
+        communicator = ApplicationCommunicator(
+            application, http_scope(url, query_string=b"n=1000000")
+        )
+        await communicator.send_input({"type": "http.request"})
+        start = await communicator.receive_output(timeout=TIMEOUT)
+        self.assertEqual(start["status"], 200)
+        await self.next_body(communicator)
+        return communicator
+
+    async def assert_ended_properly(self, communicator: ApplicationCommunicator) -> None:
+        while (message := await communicator.receive_output(timeout=TIMEOUT))["more_body"]:
+            pass
+        self.assertEqual(message, {"type": "http.response.body", "body": b"", "more_body": False})
+        await communicator.wait(timeout=TIMEOUT)
+        self.assertFalse(communicator.future.cancelled())  # The cancellation was handled.
+        self.assertEqual(self.finished.calls, 1)
+
+    async def test_a_stream_the_server_cancels_ends_properly(self) -> None:
+        cases = [("/sse/async/", "async_finally"), ("/sse/sync/", "sync_finally")]
+        for url, finally_key in cases:
+            with self.subTest(url=url):
+                observed.clear()
+                self.finished.calls = 0
+                communicator = await self.open_stream(get_asgi_application(), url)
+                communicator.future.cancel()  # What uvicorn does at its graceful timeout.
+                await self.assert_ended_properly(communicator)
+                self.assertEqual(observed[finally_key], 1)
+
+    async def test_lifespan_shutdown_ends_the_streams_still_open(self) -> None:
+        application = get_asgi_application()
+        lifespan = await started_lifespan(application)
+        streams = [await self.open_stream(application, "/sse/async/") for _ in range(3)]
+        await lifespan.send_input({"type": "lifespan.shutdown"})
+        self.assertEqual(
+            await lifespan.receive_output(timeout=TIMEOUT), {"type": "lifespan.shutdown.complete"}
+        )
+        for communicator in streams:
+            while (await communicator.receive_output(timeout=TIMEOUT))["more_body"]:
+                pass
+            await communicator.wait(timeout=TIMEOUT)
+        self.assertEqual(observed["async_finally"], 3)
+        self.assertEqual(self.finished.calls, 3)
+        self.assertEqual(application.event_streams, set())
+
+    async def test_a_plain_stream_the_server_cancels_stays_cut(self) -> None:
+        communicator = ApplicationCommunicator(
+            get_asgi_application(), http_scope("/endless-plain/")
+        )
+        await communicator.send_input({"type": "http.request"})
+        await communicator.receive_output(timeout=TIMEOUT)
+        await self.next_body(communicator)
+        communicator.future.cancel()
+        await communicator.wait(timeout=TIMEOUT)
+        self.assertTrue(communicator.future.cancelled())  # Passed on, not taken back.
+        sent = []
+        while not communicator.output_queue.empty():
+            sent.append(communicator.output_queue.get_nowait())
+        # Parts already queued may follow, but never the last message of a complete body.
+        self.assertTrue(all(message["more_body"] for message in sent), sent)
         self.assertEqual(self.finished.calls, 1)
 
 
