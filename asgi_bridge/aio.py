@@ -1,4 +1,4 @@
-"""Small asyncio helpers shared by the handler's streams."""
+"""Small asyncio helpers shared by the handler, its streams and WebSocket views."""
 
 from __future__ import annotations
 
@@ -22,3 +22,12 @@ async def wait_for_end(task: asyncio.Future[Any]) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait((task,))
         raise
+
+
+def take_back_cancellation() -> None:
+    """Count the current task's cancellation as handled, once it has been caught and acted on
+    (an event stream or a WebSocket ended properly), so that the task carries on as not being
+    cancelled. Python 3.10 keeps no count: there, catching it was enough."""
+    uncancel = getattr(asyncio.current_task(), "uncancel", None)
+    if uncancel is not None:
+        uncancel()

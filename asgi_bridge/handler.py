@@ -24,6 +24,7 @@ from django.http.response import HttpResponseBase
 from django.urls import set_script_prefix
 
 from . import metrics
+from .aio import take_back_cancellation
 from .background import BackgroundWork, RequestWork, pending_work
 from .broadcasting import groups
 from .chain import PendingView, SyncChainHandler, middleware_hops_in_async_mode
@@ -163,10 +164,7 @@ def ends_on_this_cancel(
         and not channel.client_left
     ):
         return False
-    task = asyncio.current_task()
-    uncancel = getattr(task, "uncancel", None)
-    if uncancel is not None:  # Python 3.11+: the cancel is handled, not left pending.
-        uncancel()
+    take_back_cancellation()
     logger.debug("Event stream cancelled (the server shutting down?): ending it properly.")
     return True
 

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sys
 from importlib.util import find_spec
 from unittest import skipIf
 
+from asgiref.testing import ApplicationCommunicator
 from django.test import SimpleTestCase, override_settings
 
+from asgi_bridge import get_asgi_application
 from asgi_bridge.testing import ASGIClient, WebSocketDenied
 
 from .asgi import ServedLikeByAServer
 from .test_chain import STARTPROJECT_MIDDLEWARE
+from .test_websockets import TIMEOUT, websocket_scope
 
 CHANNELS = find_spec("channels") is not None
 
@@ -65,3 +71,21 @@ class ConsumerTests(ServedLikeByAServer, SimpleTestCase):
         async with ASGIClient().websocket("/ws/echo/") as ws:
             await ws.send("hello")
             self.assertEqual(await ws.receive_text(), "hello")
+
+    async def test_a_consumer_cancelled_by_the_server_closes_with_1001(self) -> None:
+        # As hypercorn cancels the application at the end of its graceful timeout.
+        communicator = ApplicationCommunicator(
+            get_asgi_application(), websocket_scope("/ws/rooms/lobby/")
+        )
+        await communicator.send_input({"type": "websocket.connect"})
+        self.assertEqual((await communicator.receive_output(TIMEOUT))["type"], "websocket.accept")
+        hello = await communicator.receive_output(TIMEOUT)
+        self.assertEqual(json.loads(hello["text"])["room"], "lobby")
+        communicator.future.cancel()
+        self.assertEqual(
+            await communicator.receive_output(TIMEOUT),
+            {"type": "websocket.close", "code": 1001, "reason": "Going Away"},
+        )
+        await asyncio.wait_for(asyncio.wait([communicator.future]), TIMEOUT)
+        if sys.version_info >= (3, 11):
+            self.assertFalse(communicator.future.cancelled())

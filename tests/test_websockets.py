@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import threading
 from typing import Any
+from unittest import mock
 
 from asgiref.testing import ApplicationCommunicator
 from django.test import SimpleTestCase, override_settings
@@ -180,6 +182,85 @@ class ErrorTests(WebSocketTestCase):
 
 
 @override_settings(
+    MIDDLEWARE=[
+        "django.middleware.common.CommonMiddleware",
+        "tests.middleware.RecordingMiddleware",
+    ],
+)
+class CancelledFromOutsideTests(WebSocketTestCase):
+    """A server stopping an open socket by cancelling its view (hypercorn at the end of its
+    graceful timeout, daphne at shutdown) gets 1001 from it, not the server's 1011."""
+
+    async def test_an_open_socket_closes_with_1001_and_the_view_returns(self) -> None:
+        communicator, answer = await self.connect(websocket_scope("/ws/echo/"))
+        self.assertEqual(answer["type"], "websocket.accept")
+        await communicator.send_input({"type": "websocket.receive", "text": "hi"})
+        self.assertEqual(
+            await communicator.receive_output(TIMEOUT), {"type": "websocket.send", "text": "hi"}
+        )
+        urls.observed.pop("middleware_threads", None)
+        communicator.future.cancel()
+        self.assertEqual(
+            await communicator.receive_output(TIMEOUT),
+            {"type": "websocket.close", "code": 1001, "reason": "Going Away"},
+        )
+        await asyncio.wait_for(asyncio.wait([communicator.future]), TIMEOUT)
+        if sys.version_info >= (3, 11):
+            # The cancellation was taken back: the application returned.
+            self.assertFalse(communicator.future.cancelled())
+            self.assertIsNone(communicator.future.result())
+            self.assertEqual(communicator.future.cancelling(), 0)
+        # The response half of the middleware ran, as for a view that closed.
+        self.assertEqual(len(urls.observed.get("middleware_threads", [])), 1)
+        self.assertTrue(await communicator.receive_nothing(0.05))
+        self.assertEqual(self.signals, ["started", "finished"])
+
+    async def test_a_handshake_not_yet_answered_stays_cancelled(self) -> None:
+        communicator = ApplicationCommunicator(self.application, websocket_scope("/ws/undecided/"))
+        await communicator.send_input({"type": "websocket.connect"})
+        for _ in range(500):
+            if self.signals:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        communicator.future.cancel()
+        await asyncio.wait_for(asyncio.wait([communicator.future]), TIMEOUT)
+        self.assertTrue(communicator.future.cancelled())
+        self.assertTrue(communicator.output_queue.empty())
+        self.assertEqual(self.signals, ["started", "finished"])
+
+    async def test_a_socket_the_client_closed_sends_nothing_more(self) -> None:
+        from asgi_bridge.websockets import WebSocket, WebSocketState, websocket
+
+        sent: list[dict[str, Any]] = []
+        waiting = asyncio.Event()
+
+        @websocket
+        async def view(request: Any, ws: WebSocket) -> None:
+            ws.client_state = WebSocketState.DISCONNECTED  # As after a websocket.disconnect.
+            waiting.set()
+            await asyncio.Event().wait()
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        async def receive() -> dict[str, Any]:
+            raise AssertionError("not called")
+
+        from asgi_bridge.websockets.handshake import SOCKET_KEY
+
+        socket = WebSocket(websocket_scope("/"), receive, send)
+        request = mock.Mock(scope={SOCKET_KEY: socket})
+        with mock.patch("asgi_bridge.websockets.views.origin_allowed", return_value=True):
+            task = asyncio.ensure_future(view(request))
+            await asyncio.wait_for(waiting.wait(), TIMEOUT)
+            task.cancel()
+            await asyncio.wait([task])
+        self.assertTrue(task.cancelled())
+        self.assertEqual(sent, [])
+
+
+@override_settings(
     ASGI_BRIDGE={"THREADS": 2},
     MIDDLEWARE=[
         "django.middleware.security.SecurityMiddleware",
@@ -259,6 +340,19 @@ class CloseAfterErrorTests(SimpleTestCase):
             sent, [{"type": "websocket.close", "code": 1000, "reason": "Internal Server Error"}]
         )
         self.assertEqual(socket.client_state.value, "disconnected")
+
+    def test_1001_going_away_where_the_server_takes_it(self) -> None:
+        socket, sent = self.socket(lambda message: None)
+        asyncio.run(socket.close_going_away())
+        self.assertEqual(sent, [{"type": "websocket.close", "code": 1001, "reason": "Going Away"}])
+
+    def test_1000_going_away_where_the_server_refuses_1001(self) -> None:
+        def refuse(message: dict[str, Any]) -> Exception | None:
+            return Exception("invalid close code 1001") if message["code"] == 1001 else None
+
+        socket, sent = self.socket(refuse)
+        asyncio.run(socket.close_going_away())
+        self.assertEqual(sent, [{"type": "websocket.close", "code": 1000, "reason": "Going Away"}])
 
     def test_a_client_that_left_is_not_closed_again(self) -> None:
         socket, sent = self.socket(lambda message: OSError("gone"))

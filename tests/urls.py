@@ -242,6 +242,12 @@ async def websocket_waiting(request: HttpRequest, ws: WebSocket) -> None:
     await ws.send(message)
 
 
+@websocket
+async def websocket_undecided(request: HttpRequest, ws: WebSocket) -> None:
+    """Neither accepts nor denies: waits until it is cancelled."""
+    await asyncio.Event().wait()
+
+
 async def async_handoff(request: HttpRequest) -> HttpResponse:
     """Sets observed["async_started"], then waits for observed["async_release"] (asyncio)."""
     observed["async_started"].set()
@@ -437,6 +443,7 @@ urlpatterns = [
     path("ws/cookie/", websocket_cookie),
     path("ws/fails/", websocket_fails),
     path("ws/waiting/", websocket_waiting),
+    path("ws/undecided/", websocket_undecided),
     path("async/transaction/", async_transaction),
     path("async/waiting/", async_waiting),
     path("stream/sync/", sync_stream),

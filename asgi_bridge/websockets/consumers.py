@@ -9,6 +9,7 @@ itself. ``channels`` stays optional: nothing here imports it.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,7 +19,7 @@ from django.http.response import HttpResponseBase
 
 from ..types import Message
 from .handshake import SOCKET_KEY, origin_allowed
-from .views import WebSocket, WebSocketClosed, WebSocketState, upgrade_required
+from .views import WebSocket, WebSocketClosed, WebSocketState, going_away, upgrade_required
 
 ASGIApplication = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
@@ -58,7 +59,12 @@ def consumer_view(app: ASGIApplication) -> Callable[..., Awaitable[HttpResponseB
                 socket.client_state = WebSocketState.DISCONNECTED
             await socket._send(message)
 
-        await app(scope, receive, send)
+        try:
+            await app(scope, receive, send)
+        except asyncio.CancelledError:
+            if socket.client_state is not WebSocketState.CONNECTED:
+                raise
+            await going_away(socket)
         return WebSocketClosed()
 
     return view

@@ -29,6 +29,7 @@ from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 
 from .. import metrics
+from ..aio import take_back_cancellation
 from ..conf import bridge_settings
 from ..types import Receive, Send
 from .handshake import SOCKET_KEY, origin_allowed
@@ -249,11 +250,19 @@ class WebSocket:
         self.client_state = WebSocketState.DISCONNECTED
 
     async def close_after_error(self) -> None:
-        """Close with 1011 (internal error). daphne lets an application close only with 1000
-        or 3000-4999, and raises on 1011: there the close is a 1000 whose reason says it."""
-        reason = "Internal Server Error"
+        """Close with 1011 (internal error)."""
+        await self._close_with_code(1011, "Internal Server Error")
+
+    async def close_going_away(self) -> None:
+        """Close with 1001 (going away): the server is shutting down."""
+        await self._close_with_code(1001, "Going Away")
+
+    async def _close_with_code(self, code: int, reason: str) -> None:
+        """Close with ``code``, which daphne refuses: it lets an application close only with
+        1000 or 3000-4999 and raises on any other code, so there the close is a 1000 whose
+        reason says it. Quiet when the client or the server has already gone."""
         try:
-            await self.close(1011, reason)
+            await self.close(code, reason)
         except OSError:
             return  # The client has gone.
         except Exception:
@@ -270,6 +279,20 @@ class WebSocket:
                 yield await self.receive()
             except WebSocketDisconnect:
                 return
+
+
+async def going_away(socket: WebSocket) -> None:
+    """End an open socket whose view was cancelled from outside: asgi_bridge never cancels a
+    WebSocket view, so that is the server stopping it, as hypercorn does at the end of its
+    graceful timeout and daphne at shutdown. The client gets 1001 (going away) rather than the
+    server's 1011 for an application that did not close, and the cancellation is taken back:
+    the view returns, so the response middleware and request_finished run as for any close."""
+    bridge_logger.debug(
+        "WebSocket view cancelled (the server shutting down?): closing with 1001 (%s)",
+        socket.scope.get("path"),
+    )
+    await socket.close_going_away()
+    take_back_cancellation()
 
 
 class WebSocketClosed(HttpResponse):
@@ -326,6 +349,11 @@ def websocket(view: Any = None, /, *, subprotocols: Iterable[str] | None = None)
                 answer = await func(request, socket, *args, **kwargs)
             except WebSocketDisconnect:
                 answer = None
+            except asyncio.CancelledError:
+                if socket.client_state is not WebSocketState.CONNECTED:
+                    raise
+                await going_away(socket)
+                return WebSocketClosed()
             except Exception:
                 logger.exception(
                     "Error in WebSocket view: %s",

@@ -9,9 +9,10 @@ What must hold:
   shutdown waits for that), so the client sees a complete chunked body, not a cut one
   (httpx's RemoteProtocolError, nginx's "upstream prematurely closed"); a browser's
   EventSource reconnects after either;
-- every WebSocket is closed with the server's shutdown code, uvicorn 1012 and hypercorn 1011
-  (tests/e2e/test_websocket_shutdown_servers.py pins them; neither lets the application send
-  1001 first);
+- every WebSocket is closed: on hypercorn with 1001 (going away), which asgi_bridge sends when
+  the server cancels the view at its graceful timeout; on uvicorn with 1012 (service restart),
+  which uvicorn sends itself before cancelling anything
+  (tests/e2e/test_websocket_shutdown_servers.py pins what each server does);
 - the after_response() work is done before the lifespan shutdown;
 - the process exits within the graceful timeout (a bounded wait), and no traceback in its log
   passes through asgi_bridge or the project.
@@ -47,7 +48,7 @@ GRACEFUL = 8
 # Each server's graceful shutdown timeout, and the code it closes WebSockets with.
 SERVERS = {
     "uvicorn": (["--timeout-graceful-shutdown", str(GRACEFUL)], 1012),
-    "hypercorn": (["--graceful-timeout", str(GRACEFUL)], 1011),
+    "hypercorn": (["--graceful-timeout", str(GRACEFUL)], 1001),
 }
 STEP_TIMEOUT = 30.0
 
