@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 from importlib.util import find_spec
 from unittest import skipIf
 
@@ -16,7 +14,7 @@ from asgi_bridge.testing import ASGIClient, WebSocketDenied
 
 from .asgi import ServedLikeByAServer
 from .test_chain import STARTPROJECT_MIDDLEWARE
-from .test_websockets import TIMEOUT, websocket_scope
+from .test_websockets import TIMEOUT, assert_cancelling_closes_with_1001, websocket_scope
 
 CHANNELS = find_spec("channels") is not None
 
@@ -81,11 +79,4 @@ class ConsumerTests(ServedLikeByAServer, SimpleTestCase):
         self.assertEqual((await communicator.receive_output(TIMEOUT))["type"], "websocket.accept")
         hello = await communicator.receive_output(TIMEOUT)
         self.assertEqual(json.loads(hello["text"])["room"], "lobby")
-        communicator.future.cancel()
-        self.assertEqual(
-            await communicator.receive_output(TIMEOUT),
-            {"type": "websocket.close", "code": 1001, "reason": "Going Away"},
-        )
-        await asyncio.wait_for(asyncio.wait([communicator.future]), TIMEOUT)
-        if sys.version_info >= (3, 11):
-            self.assertFalse(communicator.future.cancelled())
+        await assert_cancelling_closes_with_1001(self, communicator)

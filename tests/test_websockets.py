@@ -54,6 +54,23 @@ class WebSocketTestCase(ServedLikeByAServer, SimpleTestCase):
         return communicator, await communicator.receive_output(TIMEOUT)
 
 
+async def assert_cancelling_closes_with_1001(
+    test: SimpleTestCase, communicator: ApplicationCommunicator
+) -> None:
+    """Cancel the application as a server does at shutdown: the client gets 1001, and the
+    application returns, its cancellation taken back."""
+    communicator.future.cancel()
+    test.assertEqual(
+        await communicator.receive_output(TIMEOUT),
+        {"type": "websocket.close", "code": 1001, "reason": "Going Away"},
+    )
+    await asyncio.wait_for(asyncio.wait([communicator.future]), TIMEOUT)
+    test.assertFalse(communicator.future.cancelled())
+    test.assertIsNone(communicator.future.result())
+    if sys.version_info >= (3, 11):
+        test.assertEqual(communicator.future.cancelling(), 0)
+
+
 class EchoTests(WebSocketTestCase):
     async def test_echo_text_and_bytes_then_close(self) -> None:
         communicator, answer = await self.connect(websocket_scope("/ws/echo/"))
@@ -199,17 +216,7 @@ class CancelledFromOutsideTests(WebSocketTestCase):
             await communicator.receive_output(TIMEOUT), {"type": "websocket.send", "text": "hi"}
         )
         urls.observed.pop("middleware_threads", None)
-        communicator.future.cancel()
-        self.assertEqual(
-            await communicator.receive_output(TIMEOUT),
-            {"type": "websocket.close", "code": 1001, "reason": "Going Away"},
-        )
-        await asyncio.wait_for(asyncio.wait([communicator.future]), TIMEOUT)
-        if sys.version_info >= (3, 11):
-            # The cancellation was taken back: the application returned.
-            self.assertFalse(communicator.future.cancelled())
-            self.assertIsNone(communicator.future.result())
-            self.assertEqual(communicator.future.cancelling(), 0)
+        await assert_cancelling_closes_with_1001(self, communicator)
         # The response half of the middleware ran, as for a view that closed.
         self.assertEqual(len(urls.observed.get("middleware_threads", [])), 1)
         self.assertTrue(await communicator.receive_nothing(0.05))
