@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterable, Iterator, MutableMapping
 from functools import cached_property
 from typing import IO, Any
@@ -183,7 +184,14 @@ class ASGIRequest(django_asgi.ASGIRequest):
     def received_body_size(self) -> int | None:
         """How many body bytes were received, whatever Content-Length said; None if unknown."""
         stream = self._stream
-        if not (hasattr(stream, "seekable") and stream.seekable()):
+        seekable = getattr(stream, "seekable", None)
+        if seekable is None:
+            # The handler's SpooledTemporaryFile has seek() and tell() but, before Python 3.11,
+            # no seekable(): without this, Python 3.10 went unchecked (tests/
+            # test_security_regressions.py's BodyLimitBeforeDjangoFixTests).
+            if not isinstance(stream, tempfile.SpooledTemporaryFile):
+                return None
+        elif not seekable():
             return None
         position = stream.tell()
         size = stream.seek(0, os.SEEK_END)
