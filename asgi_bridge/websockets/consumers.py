@@ -19,7 +19,13 @@ from django.http.response import HttpResponseBase
 
 from ..types import Message
 from .handshake import SOCKET_KEY, origin_allowed
-from .views import WebSocket, WebSocketClosed, WebSocketState, going_away, upgrade_required
+from .views import (
+    WebSocket,
+    WebSocketClosed,
+    WebSocketState,
+    ends_as_going_away,
+    upgrade_required,
+)
 
 ASGIApplication = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
@@ -62,9 +68,8 @@ def consumer_view(app: ASGIApplication) -> Callable[..., Awaitable[HttpResponseB
         try:
             await app(scope, receive, send)
         except asyncio.CancelledError:
-            if socket.client_state is not WebSocketState.CONNECTED:
+            if not await ends_as_going_away(socket):
                 raise
-            await going_away(socket)
         return WebSocketClosed()
 
     return view

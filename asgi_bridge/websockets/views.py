@@ -281,18 +281,25 @@ class WebSocket:
                 return
 
 
-async def going_away(socket: WebSocket) -> None:
-    """End an open socket whose view was cancelled from outside: asgi_bridge never cancels a
-    WebSocket view, so that is the server stopping it, as hypercorn does at the end of its
-    graceful timeout and daphne at shutdown. The client gets 1001 (going away) rather than the
-    server's 1011 for an application that did not close, and the cancellation is taken back:
-    the view returns, so the response middleware and request_finished run as for any close."""
+async def ends_as_going_away(socket: WebSocket) -> bool:
+    """Whether a cancellation of ``socket``'s view, just caught, ends it as the server going
+    away; if so, the socket is closed and the cancellation taken back.
+
+    asgi_bridge never cancels a WebSocket view, so a cancellation while the socket is open is
+    the server stopping it, as hypercorn does at the end of its graceful timeout and daphne at
+    shutdown. The client gets 1001 (going away) rather than the server's 1011 for an
+    application that did not close, and the view returns, so the response middleware and
+    request_finished run as for any close. Before accept(), or once the client has gone, the
+    cancellation is left to propagate."""
+    if socket.client_state is not WebSocketState.CONNECTED:
+        return False
     bridge_logger.debug(
         "WebSocket view cancelled (the server shutting down?): closing with 1001 (%s)",
         socket.scope.get("path"),
     )
     await socket.close_going_away()
     take_back_cancellation()
+    return True
 
 
 class WebSocketClosed(HttpResponse):
@@ -350,9 +357,8 @@ def websocket(view: Any = None, /, *, subprotocols: Iterable[str] | None = None)
             except WebSocketDisconnect:
                 answer = None
             except asyncio.CancelledError:
-                if socket.client_state is not WebSocketState.CONNECTED:
+                if not await ends_as_going_away(socket):
                     raise
-                await going_away(socket)
                 return WebSocketClosed()
             except Exception:
                 logger.exception(
