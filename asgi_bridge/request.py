@@ -184,14 +184,9 @@ class ASGIRequest(django_asgi.ASGIRequest):
     def received_body_size(self) -> int | None:
         """How many body bytes were received, whatever Content-Length said; None if unknown."""
         stream = self._stream
-        seekable = getattr(stream, "seekable", None)
-        if seekable is None:
-            # The handler's SpooledTemporaryFile has seek() and tell() but, before Python 3.11,
-            # no seekable(): without this, Python 3.10 went unchecked (tests/
-            # test_security_regressions.py's BodyLimitBeforeDjangoFixTests).
-            if not isinstance(stream, tempfile.SpooledTemporaryFile):
-                return None
-        elif not seekable():
+        # The handler's spooled body always seeks, but has no seekable() before Python 3.11.
+        spooled = isinstance(stream, tempfile.SpooledTemporaryFile)
+        if not (spooled or (hasattr(stream, "seekable") and stream.seekable())):
             return None
         position = stream.tell()
         size = stream.seek(0, os.SEEK_END)
